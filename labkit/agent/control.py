@@ -1,0 +1,88 @@
+"""The agent's control API: JSON lines over a unix socket, so `labkit ipvs` can read the live table.
+
+Request: one JSON object per line, `{"cmd": "table"}` or `{"cmd": "ping"}`. Response: one JSON line,
+`{"ok": true, "table": [...ipvsadm.render_json...], "timeouts": {...}, "backend": "userspace"}` or
+`{"ok": false, "error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from labkit.agent.ipvsadm import render_json
+from labkit.agent.model import Table, VirtualServer
+
+
+async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable[[], dict[str, Any]] | None = None
+                        ) -> asyncio.AbstractServer:
+    """Serve the table at `path` (a stale socket file is replaced)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    req = json.loads(line)
+                    cmd = req.get("cmd")
+                    if cmd == "ping":
+                        resp: dict[str, Any] = {"ok": True}
+                    elif cmd == "table":
+                        resp = {"ok": True, "table": render_json(snapshot()), **(info() if info else {})}
+                    else:
+                        resp = {"ok": False, "error": f"unknown command {cmd!r}"}
+                except Exception as e:
+                    resp = {"ok": False, "error": str(e)}
+                writer.write(json.dumps(resp).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_unix_server(handle, path=path, limit=1 << 24)
+    os.chmod(path, 0o660)
+    return server
+
+
+def request(path: str, cmd: str = "table", timeout: float = 5.0) -> dict[str, Any]:
+    """One blocking request (for the CLI)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    resp = json.loads(buf)
+    if not resp.get("ok"):
+        raise RuntimeError(resp.get("error", "control request failed"))
+    return resp
+
+
+async def arequest(path: str, cmd: str = "table") -> dict[str, Any]:
+    """One request from async code."""
+    reader, writer = await asyncio.open_unix_connection(path, limit=1 << 24)
+    try:
+        writer.write(json.dumps({"cmd": cmd}).encode() + b"\n")
+        await writer.drain()
+        resp = json.loads(await reader.readline())
+    finally:
+        writer.close()
+    if not resp.get("ok"):
+        raise RuntimeError(resp.get("error", "control request failed"))
+    return resp
+
+
+def read_table(path: str, timeout: float = 5.0) -> list[VirtualServer]:
+    """The live table as model objects (blocking)."""
+    return [VirtualServer.from_dict(d) for d in request(path, "table", timeout)["table"]]

@@ -1,0 +1,213 @@
+# ruff: noqa: UP031 - printf-style formats on purpose: they mirror ipvsadm.c / ip_vs_ctl.c byte for byte
+"""`ipvsadm -L -n` text (plain, --stats, --rate), its JSON form, and /proc/net/ip_vs (render and parse).
+
+Formats as in ipvsadm.c (print_title, print_service_entry, print_largenum, addrport_to_anyname with
+FMT_NUMERIC, list_all) and the kernel's ip_vs_ctl.c `ip_vs_info_seq_show`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from labkit.agent.model import (
+    DEFAULT_NETMASK,
+    FLAG_ONEPACKET,
+    FLAG_PERSISTENT,
+    RealServer,
+    Table,
+    VirtualServer,
+    sorted_services,
+)
+
+CONN_TAB_SIZE = 4096  # ip_vs_conn_tab_size with the default CONFIG_IP_VS_TAB_BITS=12
+VERSION_LINE = f"IP Virtual Server version 1.2.1 (size={CONN_TAB_SIZE})\n"
+
+
+def _addrport(address: str, port: int) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{address}:{port}" if ip.version == 4 else f"[{ip.compressed}]:{port}"
+
+
+def largenum(i: int, exact: bool = False) -> str:
+    """print_largenum: 9 columns, scaled to K/M/G/T from 10^8 on unless --exact."""
+    if exact:
+        s = str(i)
+        return s.rjust(9 if len(s) <= 8 else len(s) + 1)
+    if i < 100_000_000:
+        return f"{i:9d}"
+    if i < 1_000_000_000:
+        return f"{i // 1000:8d}K"
+    if i < 100_000_000_000:
+        return f"{i // 1_000_000:8d}M"
+    if i < 100_000_000_000_000:
+        return f"{i // 1_000_000_000:8d}G"
+    return f"{i // 1_000_000_000_000:8d}T"
+
+
+def _title(stats: bool, rate: bool) -> str:
+    if stats:
+        return "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n" % (
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+    if rate:
+        return "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n" % (
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+    return ("Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+
+
+def _svc_name(vs: VirtualServer) -> str:
+    name = f"{vs.protocol}  {_addrport(vs.address, vs.port)}"
+    return name[:33] if vs.family == 4 else name
+
+
+def _dest_name(vs: VirtualServer, d: RealServer) -> str:
+    name = _addrport(d.address, d.port)
+    return name[:28] if vs.family == 4 else name
+
+
+def _service_lines(vs: VirtualServer, stats: bool, rate: bool, exact: bool, nosort: bool) -> str:
+    out = []
+    svc_name = _svc_name(vs)
+    if stats:
+        s = vs.stats
+        out.append("%-33s" % svc_name + "".join(
+            largenum(v, exact) for v in (s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes)) + "\n")
+    elif rate:
+        r = vs.rate
+        out.append("%-33s" % svc_name + "".join(
+            largenum(v, exact) for v in (r.cps, r.inpps, r.outpps, r.inbps, r.outbps)) + "\n")
+    else:
+        line = f"{svc_name} {vs.scheduler}"
+        if vs.flags & FLAG_PERSISTENT:
+            line += f" persistent {vs.timeout}"
+            default_mask = DEFAULT_NETMASK if vs.family == 4 else "128"
+            if str(vs.netmask) not in (default_mask, DEFAULT_NETMASK):
+                line += f" mask {vs.netmask}"
+            if vs.flags & FLAG_ONEPACKET:
+                line += " ops"
+        out.append(line + "\n")
+    dests = list(vs.destinations) if nosort else sorted(vs.destinations, key=RealServer.sort_key)
+    for d in dests:
+        dname = _dest_name(vs, d)
+        if stats:
+            s = d.stats
+            out.append("  -> %-28s" % dname + "".join(
+                largenum(v, exact) for v in (s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes)) + "\n")
+        elif rate:
+            r = d.rate
+            out.append("  -> %-28s %8u %8u %8u" % (dname, r.cps, r.inpps, r.outpps)
+                       + largenum(r.inbps, exact) + largenum(r.outbps, exact) + "\n")
+        else:
+            out.append("  -> %-28s %-7s %-6d %-10u %-10u\n" % (dname, d.forward, d.weight, d.active, d.inactive))
+    return "".join(out)
+
+
+def render_list(table: Table | list[VirtualServer], *, stats: bool = False, rate: bool = False,
+                exact: bool = False, nosort: bool = False) -> str:
+    """What `ipvsadm -L -n [--stats|--rate] [--exact] [--nosort]` prints for this table."""
+    vss = (list(table.values()) if isinstance(table, dict) else list(table)) if nosort else sorted_services(table)
+    return VERSION_LINE + _title(stats, rate) + "".join(_service_lines(vs, stats, rate, exact, nosort) for vs in vss)
+
+
+def render_json(table: Table | list[VirtualServer]) -> list[dict[str, Any]]:
+    """The table as JSON-able data (sorted like ipvsadm), counters included."""
+    out = []
+    for vs in sorted_services(table):
+        out.append({
+            "protocol": vs.protocol,
+            "address": vs.address,
+            "port": vs.port,
+            "scheduler": vs.scheduler,
+            "flags": vs.flags,
+            "persistent": vs.timeout if vs.persistent else None,
+            "netmask": vs.netmask,
+            "stats": vs.stats.to_dict(),
+            "rate": vs.rate.to_dict(),
+            "destinations": [
+                {"address": d.address, "port": d.port, "forward": d.forward, "weight": d.weight,
+                 "active": d.active, "inactive": d.inactive, "persistent": d.persistent,
+                 "stats": d.stats.to_dict(), "rate": d.rate.to_dict()}
+                for d in sorted(vs.destinations, key=RealServer.sort_key)
+            ],
+        })
+    return out
+
+
+# --- /proc/net/ip_vs ---------------------------------------------------------------------------------------
+
+def _hex_addr(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return f"{int(ip):08X}"
+    return "[" + ip.exploded + "]"  # %pI6: eight 4-digit groups
+
+
+def render_proc(table: Table | list[VirtualServer]) -> str:
+    """/proc/net/ip_vs as ip_vs_info_seq_show prints it (table order, no sorting)."""
+    out = [VERSION_LINE, "Prot LocalAddress:Port Scheduler Flags\n",
+           "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"]
+    vss = list(table.values()) if isinstance(table, dict) else list(table)
+    for vs in vss:
+        if vs.family == 4:
+            line = "%s  %s:%04X %s %s " % (vs.protocol, _hex_addr(vs.address), vs.port, vs.scheduler,
+                                           "ops " if vs.flags & FLAG_ONEPACKET else "")
+        else:
+            line = "%s  %s:%04X %s " % (vs.protocol, _hex_addr(vs.address), vs.port, vs.scheduler)
+        if vs.flags & FLAG_PERSISTENT:
+            mask = int(ipaddress.ip_address(vs.netmask)) if vs.family == 4 else int(vs.netmask)
+            line += "persistent %d %08X\n" % (vs.timeout, mask)
+        else:
+            line += "\n"
+        out.append(line)
+        for d in vs.destinations:
+            out.append("  -> %s:%04X      %-7s %-6d %-10d %-10d\n" % (
+                _hex_addr(d.address), d.port, d.forward, d.weight, d.active, d.inactive))
+    return "".join(out)
+
+
+_VS_RE = re.compile(r"^(TCP|UDP|SCTP|FWM)\s+(\[[0-9a-fA-F:]+\]|[0-9A-Fa-f]{8}):([0-9A-Fa-f]{4})\s+(\S+)\s*(.*)$")
+_RS_RE = re.compile(
+    r"^\s+->\s+(\[[0-9a-fA-F:]+\]|[0-9A-Fa-f]{8}):([0-9A-Fa-f]{4})\s+(\S+)\s+(-?\d+)\s+(\d+)\s+(\d+)\s*$")
+
+
+def _parse_hex_addr(text: str) -> str:
+    if text.startswith("["):
+        return str(ipaddress.IPv6Address(text[1:-1]))
+    return str(ipaddress.IPv4Address(int(text, 16)))
+
+
+def parse_proc(text: str) -> list[VirtualServer]:
+    """Parse /proc/net/ip_vs into the model (order kept). FWM services are skipped."""
+    out: list[VirtualServer] = []
+    current: VirtualServer | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("IP Virtual Server", "Prot ", "  -> RemoteAddress")):
+            continue
+        m = _VS_RE.match(line)
+        if m:
+            proto, addr, port, sched, rest = m.groups()
+            if proto == "FWM":
+                current = None
+                continue
+            flags, timeout, netmask = 0, 0, DEFAULT_NETMASK
+            words = rest.split()
+            if "ops" in words:
+                flags |= FLAG_ONEPACKET
+            if "persistent" in words:
+                i = words.index("persistent")
+                flags |= FLAG_PERSISTENT
+                timeout = int(words[i + 1])
+                if len(words) > i + 2:
+                    mask = int(words[i + 2], 16)
+                    netmask = str(ipaddress.IPv4Address(mask)) if not addr.startswith("[") else str(mask)
+            current = VirtualServer(proto, _parse_hex_addr(addr), int(port, 16), sched, flags, timeout, netmask)
+            out.append(current)
+            continue
+        m = _RS_RE.match(line)
+        if m and current is not None:
+            addr, port, fwd, weight, active, inactive = m.groups()
+            current.destinations.append(RealServer(_parse_hex_addr(addr), int(port, 16), int(weight), fwd,
+                                                   int(active), int(inactive)))
+    return out

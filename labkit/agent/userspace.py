@@ -1,0 +1,661 @@
+"""The userspace IPVS data plane: the virtual-server table served by an asyncio proxy.
+
+For each TCP virtual server a listening socket on VIP:port, for each UDP one a datagram socket. Every new TCP
+connection or new UDP flow (client address) picks a destination with the service's scheduler (kernel semantics,
+see schedulers.py), honouring persistence templates (ClientIP affinity), then the proxy connects and splices.
+
+How it counts, compared with kernel IPVS (net/netfilter/ipvs/ip_vs_conn.c, ip_vs_proto_tcp.c):
+- A new TCP connection counts in InActConn until the proxy's connection to the destination is established, then
+  in ActiveConn (the kernel: SYN_RECV → ESTABLISHED). At the first FIN from either side it moves back to InActConn
+  and stays there `tcp_fin_timeout` seconds after both sides have closed (the kernel's FIN_WAIT/TIME_WAIT, 120 s by
+  default; pass a smaller value to scale time down, the table then says so via `timeouts()`).
+- A UDP flow counts in InActConn for its whole life and expires `udp_timeout` (300 s) after its last datagram.
+- Persistence templates (one per client address, masked by the service netmask) count in PersistConn; a template
+  lives `timeout` seconds after its last use and while it still controls connections. As with
+  `expire_quiescent_template=1`, a template whose destination has weight 0 (or is gone) is dropped on use.
+- Stats: conns; packets are approximated by reads (client→dest = in, dest→client = out); bytes are exact
+  payload bytes. Rates are 2-second averages (the kernel uses a 2 s EWMA estimator).
+- Deleting a destination closes its connections (kube-proxy sets `expire_nodest_conn=1`).
+- Not like the kernel: the destination sees the proxy's address as the source, not the client's (IPVS NAT keeps
+  the client address); SCTP services are accepted in the table but not served.
+
+The proxy can run for another network namespace (`netns`): every socket it makes is created inside that namespace
+by a momentary thread-level setns(2), so the event loop (and the agent's API client) stays in its own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import ctypes
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.agent.model import RealServer, Table, VirtualServer, VSKey
+from labkit.agent.schedulers import Scheduler, make_scheduler
+from labkit.agent.sync import Op
+
+log = logging.getLogger(__name__)
+
+IP_FREEBIND = 15
+CLONE_NEWNET = 0x40000000
+READ_SIZE = 256 * 1024
+UDP_READ_SIZE = 65535
+
+DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
+
+
+class NetnsSockets:
+    """Makes sockets in a named network namespace (or the current one when `netns` is None)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._target = self._own = -1
+        if netns:
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            self._target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+            self._own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+
+    def _setns(self, fd: int) -> None:
+        if self._libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
+
+    def socket(self, family: int, type_: int) -> socket.socket:
+        if not self.netns:
+            return socket.socket(family, type_)
+        self._setns(self._target)
+        try:
+            return socket.socket(family, type_)
+        finally:
+            self._setns(self._own)
+
+    @contextlib.contextmanager
+    def entered(self) -> Any:
+        """Run a block with this thread inside the namespace (for netlink sockets, /proc/sys writes)."""
+        if not self.netns:
+            yield
+            return
+        self._setns(self._target)
+        try:
+            yield
+        finally:
+            self._setns(self._own)
+
+    def close(self) -> None:
+        for fd in (self._target, self._own):
+            if fd >= 0:
+                os.close(fd)
+        self._target = self._own = -1
+
+
+@dataclass(eq=False)
+class Template:
+    """A persistence template: client (masked) → destination."""
+
+    dest: RealServer
+    expires: float
+    n_control: int = 0
+
+
+@dataclass(eq=False)
+class ServiceRuntime:
+    """One virtual server being served: its live model object, scheduler, templates and sockets."""
+
+    vs: VirtualServer  # destinations in kernel order (newest first); counters live on these objects
+    scheduler: Scheduler
+    templates: dict[str, Template] = field(default_factory=dict)
+    server: Any = None  # asyncio.Server (TCP)
+    listen_sock: socket.socket | None = None
+    conns: dict[tuple[str, int], set[Any]] = field(default_factory=dict)  # dest key -> live TCP conns / UDP flows
+    udp_flows: dict[Any, UdpFlow] = field(default_factory=dict)
+
+
+class _Conn:
+    """Bookkeeping of one proxied TCP connection (IPVS conn states reduced to: syn, est, closing)."""
+
+    __slots__ = ("client", "dest", "plane", "rt", "state", "template")
+
+    def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, dest: RealServer, tpl: Template | None,
+                 client: _Side):
+        self.plane, self.rt, self.dest, self.template, self.client = plane, rt, dest, tpl, client
+        self.state = "syn"
+        dest.inactive += 1
+        dest.stats.conns += 1
+        rt.vs.stats.conns += 1
+        if tpl is not None:
+            tpl.n_control += 1
+
+    def established(self) -> None:
+        if self.state == "syn":
+            self.state = "est"
+            self.dest.inactive -= 1
+            self.dest.active += 1
+
+    def fin(self) -> None:
+        if self.state == "est":
+            self.dest.active -= 1
+            self.dest.inactive += 1
+        self.state = "closing" if self.state != "gone" else "gone"
+
+    def closed(self) -> None:
+        """Both sides gone: linger in InActConn for the FIN timeout, then expire."""
+        if self.state == "gone":
+            return
+        self.fin()
+        self.state = "gone"
+        if self.template is not None:
+            self.template.n_control -= 1
+        self.plane._linger(self.dest, self.plane.timeouts["tcpfin"])
+
+    def close(self) -> None:
+        """Reset both sides (expire_nodest_conn / service deleted)."""
+        for side in (self.client, self.client.peer):
+            if side is not None and side.transport is not None:
+                side.transport.abort()
+
+
+class _Side(asyncio.Protocol):
+    """One side of a spliced TCP connection; `peer` is the other side's protocol."""
+
+    __slots__ = ("buffer", "conn", "eof", "is_client", "peer", "plane", "rt", "transport")
+
+    def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, is_client: bool) -> None:
+        self.plane, self.rt, self.is_client = plane, rt, is_client
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.conn: _Conn | None = None
+        self.buffer: list[bytes] = []
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.is_client:
+            self.plane._accepted(self)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None:
+            n = len(data)
+            if self.is_client:
+                conn.dest.stats.inpkts += 1
+                conn.dest.stats.inbytes += n
+                self.rt.vs.stats.inpkts += 1
+                self.rt.vs.stats.inbytes += n
+            else:
+                conn.dest.stats.outpkts += 1
+                conn.dest.stats.outbytes += n
+                self.rt.vs.stats.outpkts += 1
+                self.rt.vs.stats.outbytes += n
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
+        else:
+            self.buffer.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.conn is not None:
+            self.conn.fin()
+        peer = self.peer
+        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+            if peer.eof:
+                self.transport.close()  # type: ignore[union-attr]
+                peer.transport.close()
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+            if exc is None:
+                peer.transport.close()
+            else:
+                peer.transport.abort()
+        if self.conn is not None:
+            self.conn.closed()
+            conns = self.rt.conns.get(self.conn.dest.key)
+            if conns is not None:
+                conns.discard(self.conn)
+
+
+class UdpFlow:
+    """A UDP 'connection': one client address bound to one destination through a connected socket."""
+
+    __slots__ = ("client", "dest", "last", "plane", "rt", "sock", "template")
+
+    def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, client: Any, dest: RealServer,
+                 tpl: Template | None) -> None:
+        self.plane, self.rt, self.client, self.dest, self.template = plane, rt, client, dest, tpl
+        self.last = time.monotonic()
+        fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
+        self.sock = plane.sockets.socket(fam, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.connect((dest.address, dest.port))
+        plane.loop.add_reader(self.sock.fileno(), self._readable)
+        dest.inactive += 1
+        dest.stats.conns += 1
+        rt.vs.stats.conns += 1
+        if tpl is not None:
+            tpl.n_control += 1
+
+    def send(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        self.dest.stats.inpkts += 1
+        self.dest.stats.inbytes += len(data)
+        self.rt.vs.stats.inpkts += 1
+        self.rt.vs.stats.inbytes += len(data)
+        with contextlib.suppress(OSError):
+            self.sock.send(data)
+
+    def _readable(self) -> None:
+        lsock = self.rt.listen_sock
+        for _ in range(64):
+            try:
+                data = self.sock.recv(UDP_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ECONNREFUSED from an ICMP port unreachable
+                return
+            self.last = time.monotonic()
+            self.dest.stats.outpkts += 1
+            self.dest.stats.outbytes += len(data)
+            self.rt.vs.stats.outpkts += 1
+            self.rt.vs.stats.outbytes += len(data)
+            if lsock is not None:
+                with contextlib.suppress(OSError):
+                    lsock.sendto(data, self.client)
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        with contextlib.suppress(Exception):
+            self.plane.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.dest.inactive -= 1
+        if self.template is not None:
+            self.template.n_control -= 1
+        self.rt.udp_flows.pop(self.client, None)
+        conns = self.rt.conns.get(self.dest.key)
+        if conns is not None:
+            conns.discard(self)
+
+
+class UserspaceDataPlane:
+    """The table + the proxy. Implements the sync Backend protocol (list/apply/bind...)."""
+
+    def __init__(self, netns: str | None = None, device: Any = None, timeouts: dict[str, int] | None = None,
+                 freebind: bool = True) -> None:
+        self.netns = netns
+        self.sockets = NetnsSockets(netns)
+        self.device = device  # a kernel.DummyDevice for kube-ipvs0, or None (addresses only recorded)
+        self.timeouts = dict(DEFAULT_TIMEOUTS, **(timeouts or {}))
+        self.freebind = freebind
+        self.services: dict[VSKey, ServiceRuntime] = {}
+        self._bound: set[str] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._tick: asyncio.TimerHandle | None = None
+        self._last_stats: dict[int, tuple[float, tuple[int, ...]]] = {}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._schedule_tick()
+
+    async def flush(self) -> None:
+        """Wait until sockets opened by earlier apply() calls are serving."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._tick is not None:
+            self._tick.cancel()
+        for key in list(self.services):
+            self._del_vs(key)
+        self.sockets.close()
+
+    # ---- Backend protocol ------------------------------------------------------------------------------------
+
+    def list(self) -> Table:
+        """A snapshot of the live table, counters included."""
+        out: Table = {}
+        for key, rt in self.services.items():
+            vs = rt.vs
+            snap = copy.copy(vs)
+            snap.stats = copy.copy(vs.stats)
+            snap.rate = copy.copy(vs.rate)
+            snap.destinations = []
+            for d in vs.destinations:
+                c = copy.copy(d)
+                c.stats, c.rate = copy.copy(d.stats), copy.copy(d.rate)
+                snap.destinations.append(c)
+            out[key] = snap
+        return out
+
+    def apply(self, op: Op) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_event_loop()
+        key = op.vs.key
+        if op.kind == "add_vs":
+            if key in self.services:
+                raise FileExistsError(f"virtual server {key} exists")
+            self._add_vs(op.vs)
+        elif op.kind == "edit_vs":
+            rt = self._rt(key)
+            if rt.vs.scheduler != op.vs.scheduler:
+                rt.scheduler = make_scheduler(op.vs.scheduler)
+                rt.scheduler.update(rt.vs.destinations)
+            rt.vs.scheduler, rt.vs.flags, rt.vs.timeout, rt.vs.netmask = (
+                op.vs.scheduler, op.vs.flags, op.vs.timeout, op.vs.netmask)
+            if not rt.vs.persistent:
+                self._drop_templates(rt)
+        elif op.kind == "del_vs":
+            self._rt(key)
+            self._del_vs(key)
+        else:
+            assert op.rs is not None
+            rt = self._rt(key)
+            cur = rt.vs.dest(op.rs.address, op.rs.port)
+            if op.kind == "add_rs":
+                if cur is not None:
+                    raise FileExistsError(f"destination {op.rs.key} exists")
+                rt.vs.destinations.insert(0, RealServer(op.rs.address, op.rs.port, op.rs.weight, op.rs.forward))
+            elif op.kind == "edit_rs":
+                if cur is None:
+                    raise LookupError(f"no destination {op.rs.key}")
+                cur.weight, cur.forward = op.rs.weight, op.rs.forward
+            elif op.kind == "del_rs":
+                if cur is None:
+                    raise LookupError(f"no destination {op.rs.key}")
+                rt.vs.destinations.remove(cur)
+                for t in [c for c, tpl in rt.templates.items() if tpl.dest is cur]:
+                    rt.templates.pop(t)
+                    cur.persistent -= 1
+                for c in list(rt.conns.pop(cur.key, ())):  # expire_nodest_conn
+                    self._kill(c)
+            rt.scheduler.update(rt.vs.destinations)
+
+    def bound_addresses(self) -> set[str]:
+        if self.device is not None:
+            return self.device.addresses()
+        return set(self._bound)
+
+    def bind(self, address: str) -> None:
+        if self.device is not None:
+            self.device.add(address)
+        self._bound.add(address)
+
+    def unbind(self, address: str) -> None:
+        if self.device is not None:
+            self.device.remove(address)
+        self._bound.discard(address)
+
+    def timeouts_line(self) -> str:
+        return "Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n".format(**self.timeouts)
+
+    # ---- services --------------------------------------------------------------------------------------------
+
+    def _rt(self, key: VSKey) -> ServiceRuntime:
+        try:
+            return self.services[key]
+        except KeyError:
+            raise LookupError(f"no virtual server {key}") from None
+
+    def _add_vs(self, vs: VirtualServer) -> None:
+        sched = make_scheduler(vs.scheduler)
+        live = vs.copy_config()
+        rt = ServiceRuntime(live, sched)
+        if vs.protocol in ("TCP", "UDP"):
+            fam = socket.AF_INET6 if live.family == 6 else socket.AF_INET
+            stype = socket.SOCK_STREAM if vs.protocol == "TCP" else socket.SOCK_DGRAM
+            sock = self.sockets.socket(fam, stype)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.freebind:
+                    sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                sock.bind((vs.address, vs.port))
+                sock.setblocking(False)
+                if vs.protocol == "TCP":
+                    sock.listen(1024)
+            except OSError:
+                sock.close()
+                raise
+            rt.listen_sock = sock
+            if vs.protocol == "TCP":
+                fut = asyncio.ensure_future(
+                    self.loop.create_server(lambda: _Side(self, rt, True), sock=sock, backlog=1024))
+                self._track(fut, rt)
+            else:
+                self.loop.add_reader(sock.fileno(), self._udp_readable, rt)
+        self.services[vs.key] = rt
+
+    def _track(self, fut: asyncio.Future[Any], rt: ServiceRuntime) -> None:
+        self._pending.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                return
+            if rt.listen_sock is None:  # deleted meanwhile
+                f.result().close()
+            else:
+                rt.server = f.result()
+
+        fut.add_done_callback(done)
+
+    def _del_vs(self, key: VSKey) -> None:
+        rt = self.services.pop(key)
+        if rt.server is not None:
+            rt.server.close()
+        if rt.listen_sock is not None:
+            if rt.vs.protocol == "UDP":
+                with contextlib.suppress(Exception):
+                    self.loop.remove_reader(rt.listen_sock.fileno())
+            if rt.server is None:
+                rt.listen_sock.close()
+            rt.listen_sock = None
+        for conns in list(rt.conns.values()):
+            for c in list(conns):
+                self._kill(c)
+        rt.conns.clear()
+
+    @staticmethod
+    def _kill(c: _Conn | UdpFlow) -> None:
+        c.close()
+
+    # ---- scheduling with persistence -------------------------------------------------------------------------
+
+    def _pick(self, rt: ServiceRuntime, client: tuple[str, int]) -> tuple[RealServer | None, Template | None]:
+        vs = rt.vs
+        if vs.persistent:
+            ckey = self._masked(client[0], vs.netmask)
+            now = time.monotonic()
+            tpl = rt.templates.get(ckey)
+            if tpl is not None:
+                alive = now < tpl.expires or tpl.n_control > 0
+                usable = tpl.dest in vs.destinations and tpl.dest.weight > 0
+                if alive and usable:
+                    tpl.expires = now + vs.timeout
+                    return tpl.dest, tpl
+                rt.templates.pop(ckey)
+                tpl.dest.persistent -= 1
+            dest = rt.scheduler.schedule(vs.destinations, client, (vs.address, vs.port), vs.flags)
+            if dest is None:
+                return None, None
+            tpl = Template(dest, now + vs.timeout)  # type: ignore[arg-type]
+            rt.templates[ckey] = tpl
+            dest.persistent += 1  # type: ignore[attr-defined]
+            return dest, tpl  # type: ignore[return-value]
+        dest = rt.scheduler.schedule(vs.destinations, client, (vs.address, vs.port), vs.flags)
+        return dest, None  # type: ignore[return-value]
+
+    @staticmethod
+    def _masked(addr: str, netmask: str) -> str:
+        ip = ipaddress.ip_address(addr)
+        if ip.version == 4 and netmask != "255.255.255.255":
+            return str(ipaddress.IPv4Address(int(ip) & int(ipaddress.IPv4Address(netmask))))
+        return addr
+
+    def _drop_templates(self, rt: ServiceRuntime) -> None:
+        for tpl in rt.templates.values():
+            tpl.dest.persistent -= 1
+        rt.templates.clear()
+
+    # ---- TCP -------------------------------------------------------------------------------------------------
+
+    def _accepted(self, side: _Side) -> None:
+        rt = side.rt
+        transport = side.transport
+        assert transport is not None
+        peer = transport.get_extra_info("peername")
+        dest, tpl = self._pick(rt, (peer[0], peer[1]))
+        if dest is None:  # no destination: the kernel drops the SYN; the closest is a reset
+            transport.abort()
+            return
+        conn = _Conn(self, rt, dest, tpl, side)
+        side.conn = conn
+        rt.conns.setdefault(dest.key, set()).add(conn)
+        transport.pause_reading()
+        fut = asyncio.ensure_future(self._connect(side, conn))
+        fut.add_done_callback(_ignore_result)
+
+    async def _connect(self, client: _Side, conn: _Conn) -> None:
+        dest = conn.dest
+        backend = _Side(self, client.rt, False)
+        backend.conn = conn
+        try:
+            if self.sockets.netns:
+                fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
+                sock = self.sockets.socket(fam, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await self.loop.sock_connect(sock, (dest.address, dest.port))
+                except BaseException:
+                    sock.close()
+                    raise
+                await self.loop.create_connection(lambda: backend, sock=sock)
+            else:
+                await self.loop.create_connection(lambda: backend, dest.address, dest.port)
+        except (OSError, asyncio.CancelledError):
+            if client.transport is not None:
+                client.transport.abort()
+            return
+        if client.transport is None or client.transport.is_closing():
+            backend.transport.close()  # type: ignore[union-attr]
+            return
+        backend.peer, client.peer = client, backend
+        conn.established()
+        for chunk in client.buffer:
+            backend.transport.write(chunk)  # type: ignore[union-attr]
+        client.buffer.clear()
+        if client.eof and backend.transport.can_write_eof():  # type: ignore[union-attr]
+            backend.transport.write_eof()  # type: ignore[union-attr]
+        client.transport.resume_reading()
+
+    def _linger(self, dest: RealServer, seconds: float) -> None:
+        def expire() -> None:
+            dest.inactive -= 1
+
+        if seconds <= 0:
+            expire()
+        else:
+            self.loop.call_later(seconds, expire)
+
+    # ---- UDP -------------------------------------------------------------------------------------------------
+
+    def _udp_readable(self, rt: ServiceRuntime) -> None:
+        sock = rt.listen_sock
+        if sock is None:
+            return
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(UDP_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            flow = rt.udp_flows.get(addr)
+            if flow is None:
+                dest, tpl = self._pick(rt, (addr[0], addr[1]))
+                if dest is None:
+                    continue
+                try:
+                    flow = UdpFlow(self, rt, addr, dest, tpl)
+                except OSError:
+                    log.exception("UDP flow to %s:%s", dest.address, dest.port)
+                    continue
+                rt.udp_flows[addr] = flow
+                rt.conns.setdefault(dest.key, set()).add(flow)
+            flow.send(data)
+
+    # ---- housekeeping: UDP expiry, template expiry, rates ----------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        self._tick = self.loop.call_later(1.0, self._on_tick)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        try:
+            for rt in list(self.services.values()):
+                for flow in [f for f in rt.udp_flows.values() if now - f.last >= self.timeouts["udp"]]:
+                    flow.close()
+                for ckey, tpl in list(rt.templates.items()):
+                    if now >= tpl.expires and tpl.n_control <= 0:
+                        rt.templates.pop(ckey)
+                        tpl.dest.persistent -= 1
+                self._estimate(rt.vs, now)
+                for d in rt.vs.destinations:
+                    self._estimate(d, now)
+        finally:
+            self._schedule_tick()
+
+    def _estimate(self, obj: VirtualServer | RealServer, now: float) -> None:
+        s = obj.stats
+        cur = (s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes)
+        prev = self._last_stats.get(id(obj))
+        if prev is None:
+            self._last_stats[id(obj)] = (now, cur)
+            return
+        dt = now - prev[0]
+        if dt < 2.0:
+            return
+        r = obj.rate
+        r.cps, r.inpps, r.outpps, r.inbps, r.outbps = (int((c - p) / dt) for c, p in zip(cur, prev[1], strict=True))
+        self._last_stats[id(obj)] = (now, cur)
+
+
+def _ignore_result(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy when uvloop is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+Snapshot = Callable[[], Table]

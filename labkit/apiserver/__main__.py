@@ -1,0 +1,81 @@
+"""`python -m labkit.apiserver --home STATE_DIR`: run the embedded cluster's API server.
+
+Listens on 127.0.0.1 (the port is kept in `<home>/apiserver.port`, so a
+restarted server comes back where its clients expect it) and, with
+`--node-netns`, also at the node's address inside the node's network
+namespace for in-cluster clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from labkit import pki as pki_mod
+from labkit.apiserver.registry import Registry
+from labkit.apiserver.server import ApiServer, ssl_context
+from labkit.apiserver.storage import Store
+from labkit.netns import listen_in_netns
+
+
+def _loopback_socket(port_file: Path) -> socket.socket:
+    port = int(port_file.read_text()) if port_file.exists() else 0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(512)
+    sock.setblocking(False)
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(sock.getsockname()[1]))
+    tmp.replace(port_file)
+    return sock
+
+
+async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
+    pki = pki_mod.ensure(home / "pki")
+    tokens = {pki.admin_token.read_text().strip(): "kubernetes-admin",
+              pki.sa_token.read_text().strip(): "system:serviceaccount:kube-system:default"}
+    store = Store(home / "state.db")
+    registry = Registry(store)
+    server = ApiServer(registry, tokens, readonly_tokens=frozenset({pki.sa_token.read_text().strip()}),
+                       server_address=node_address)
+    from labkit.apiserver import podio  # exec and logs, served from the node's state on this host
+
+    podio.install(server, home)
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    ctx = ssl_context(str(pki.server_cert), str(pki.server_key))
+    sockets = [_loopback_socket(home / "apiserver.port")]
+    if node_netns:
+        host, _, port = node_address.rpartition(":")
+        sockets.append(listen_in_netns(node_netns, host, int(port)))
+    for sock in sockets:
+        await web.SockSite(runner, sock, ssl_context=ctx).start()
+    (home / "apiserver.ready").write_text("ok")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m labkit.apiserver")
+    parser.add_argument("--home", required=True, type=Path, help="the cluster's state directory")
+    parser.add_argument("--node-netns", help="also listen inside this network namespace")
+    parser.add_argument("--node-address", default="172.18.0.2:6443")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s apiserver %(levelname)s %(message)s")
+    asyncio.run(serve(args.home, args.node_netns, args.node_address))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+"""labkit's Kubernetes API server: HTTP routing, content negotiation and the REST verbs.
+
+Layering, top to bottom:
+- this module: aiohttp handlers — auth, URL → (kind, namespace, name, subresource),
+  Accept/Content-Type negotiation, watch streaming, Status errors;
+- `registry.py`: what each verb does to objects (defaulting, validation, allocation,
+  optimistic concurrency, graceful deletion, finalizers);
+- `storage.py`: durable objects, resourceVersions and the watch history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from labkit import errors, kinds
+from labkit.apiserver import discovery, openapi, protobuf, tables
+from labkit.apiserver.registry import Registry
+from labkit.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from labkit.apiserver.storage import WatchEvent
+from labkit.kinds import ResourceKind
+
+log = logging.getLogger("labkit.apiserver")
+
+# What /version reports. The gcloud kubectl dispatcher on the development machines
+# picks its bundled kubectl by this minor version (kubectl-contract.md).
+VERSION_INFO = {
+    "major": "1", "minor": "32", "gitVersion": "v1.32.5-labkit", "gitCommit": "labkit",
+    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.8",
+    "compiler": "gc", "platform": "linux/amd64",
+}
+
+TABLE_ACCEPT = "as=Table"
+JSON = "application/json"
+
+
+@dataclass
+class Route:
+    kind: ResourceKind
+    namespace: str | None
+    name: str | None
+    sub: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_response(body: Any, status: int = 200, content_type: str = JSON) -> web.Response:
+    # Set the header directly: kubectl only accepts aggregated discovery under its exact media type.
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+                        headers={"Content-Type": content_type})
+
+
+def status_response(err: errors.ApiError) -> web.Response:
+    return _json_response(err.status(), status=err.code)
+
+
+class ApiServer:
+    """The API server: a Registry behind an aiohttp application."""
+
+    def __init__(self, registry: Registry, tokens: dict[str, str], *, readonly_tokens: frozenset[str] = frozenset(),
+                 server_address: str = "127.0.0.1:6443") -> None:
+        self.registry = registry
+        self.tokens = tokens  # token -> user name
+        self.readonly_tokens = readonly_tokens
+        self.server_address = server_address
+        self.app = web.Application(middlewares=[self._errors_middleware, self._auth_middleware],
+                                   client_max_size=16 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._watch_tasks: set[asyncio.Task] = set()
+        self.exec_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
+        self.log_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
+
+    # -- middlewares --------------------------------------------------------------------------
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.ApiError as err:
+            return status_response(err)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug: answer like the real server, keep serving
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return status_response(errors.ApiError(
+                f'an error on the server ("{exc}") has prevented the request from succeeding'))
+
+    _PUBLIC = ("/version", "/healthz", "/livez", "/readyz")
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in self._PUBLIC or request.path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        user = next((u for t, u in self.tokens.items() if token and hmac.compare_digest(t, token)), None)
+        if user is None:
+            raise errors.Unauthorized("Unauthorized")
+        request["user"] = user
+        request["readonly"] = token in self.readonly_tokens
+        return await handler(request)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path == "/version":
+            return _json_response(VERSION_INFO)
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return web.Response(text="ok")
+        if path in ("/api", "/apis"):
+            return self._discovery_root(request, core=(path == "/api"))
+        if path.startswith("/openapi/"):
+            return self._openapi(path)
+        if path == "/":
+            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]
+            paths += [f"/{k.group_version}" for k in kinds.ALL_KINDS if k.group]
+            return _json_response({"paths": sorted(set(paths))})
+        segments = path.strip("/").split("/")
+        if segments[0] == "api" and len(segments) == 2:
+            return self._legacy_resources("", segments[1])
+        if segments[0] == "apis" and len(segments) == 2:
+            doc = discovery.legacy_group(segments[1])
+            if doc is None:
+                raise errors.NotFound("the server could not find the requested resource")
+            return _json_response(doc)
+        if segments[0] == "apis" and len(segments) == 3:
+            return self._legacy_resources(segments[1], segments[2])
+        route = self._parse_route(segments)
+        return await self._serve_resource(request, route)
+
+    def _parse_route(self, segments: list[str]) -> Route:
+        if segments[0] == "api" and len(segments) >= 3:
+            group, version, rest = "", segments[1], segments[2:]
+        elif segments[0] == "apis" and len(segments) >= 4:
+            group, version, rest = segments[1], segments[2], segments[3:]
+        else:
+            raise errors.NotFound("the server could not find the requested resource")
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = kinds.BY_PLURAL.get((group, rest[2]))
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        kind = kinds.BY_PLURAL.get((group, rest[0]))
+        if kind is None or kind.version != version or len(rest) > 3:
+            raise errors.NotFound("the server could not find the requested resource")
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) == 3 else None
+        if sub is not None and sub not in kind.subresources:
+            raise errors.NotFound("the server could not find the requested resource")
+        return Route(kind, namespace, name, sub)
+
+    def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
+        content_type = discovery.negotiate(request.headers.get("Accept", ""))
+        if content_type:
+            return _json_response(discovery.aggregated(core, content_type), content_type=content_type)
+        if core:
+            return _json_response(discovery.legacy_versions(self.server_address))
+        return _json_response(discovery.legacy_groups())
+
+    def _legacy_resources(self, group: str, version: str) -> web.Response:
+        doc = discovery.legacy_resources(group, version)
+        if doc is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return _json_response(doc)
+
+    def _openapi(self, path: str) -> web.Response:
+        if path == "/openapi/v3":
+            return _json_response(openapi.openapi_v3_index())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.openapi_v3_document(path[len("/openapi/v3/"):])
+            if doc is not None:
+                return _json_response(doc)
+        raise errors.NotFound("the server could not find the requested resource")
+
+    # -- resources ----------------------------------------------------------------------------
+    async def _serve_resource(self, request: web.Request, route: Route) -> web.StreamResponse:
+        method = request.method
+        q = request.query
+        kind = route.kind
+        if route.sub in ("exec", "log", "attach", "portforward"):
+            return await self._pod_io(request, route)
+        write = method in ("POST", "PUT", "PATCH", "DELETE")
+        if write and request.get("readonly"):
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+            where = f' in the namespace "{route.namespace}"' if route.namespace else " at the cluster scope"
+            raise errors.Forbidden(
+                f'{kind.plural} is forbidden: User "{request["user"]}" cannot {verb} resource "{kind.plural}"'
+                f' in API group "{kind.group}"{where}',
+                details={"kind": kind.plural, "group": kind.group} | ({"name": route.name} if route.name else {}))
+        if route.name is None:
+            if method == "GET":
+                if q.get("watch") in ("true", "1"):
+                    return await self._watch(request, route)
+                return self._list(request, route)
+            if method == "POST":
+                body = await self._read_body(request, kind)
+                obj = self.registry.create(kind, route.namespace, body, manager=self._manager(request),
+                                           dry_run=bool(q.get("dryRun")), strict=self._strict(request))
+                return _json_response(obj, status=201)
+            if method == "DELETE":
+                opts = await self._delete_options(request)
+                result = self.registry.delete_collection(
+                    kind, route.namespace, parse_label_selector(q.get("labelSelector")),
+                    parse_field_selector(q.get("fieldSelector"), kind.plural), opts)
+                return _json_response(result)
+            raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+        if method == "POST" and route.sub == "binding":
+            body = await self._read_body(request, None)
+            return _json_response(self.registry.bind(route.namespace, route.name, body), status=201)
+        if method == "GET":
+            if route.sub == "scale":
+                return _json_response(self.registry.get_scale(kind, route.namespace, route.name))
+            obj = self.registry.get(kind, route.namespace, route.name)
+            if self._wants_table(request):
+                table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
+                                        include_object=q.get("includeObject", "Metadata"))
+                return _json_response(table)
+            return _json_response(obj)
+        if method == "PUT":
+            body = await self._read_body(request, None if route.sub == "scale" else kind)
+            if route.sub == "scale":
+                return _json_response(self.registry.put_scale(kind, route.namespace, route.name, body,
+                                                              manager=self._manager(request)))
+            obj, created = self.registry.update(kind, route.namespace, route.name, body, sub=route.sub,
+                                                manager=self._manager(request), strict=self._strict(request),
+                                                dry_run=bool(q.get("dryRun")))
+            return _json_response(obj, status=201 if created else 200)
+        if method == "PATCH":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            raw = await request.read()
+            obj, created = self.registry.patch(
+                kind, route.namespace, route.name, raw, content_type, sub=route.sub,
+                manager=self._manager(request, default="" if content_type.endswith("apply-patch+yaml") else None),
+                force=q.get("force") in ("true", "1"), strict=self._strict(request), dry_run=bool(q.get("dryRun")))
+            return _json_response(obj, status=201 if created else 200)
+        if method == "DELETE":
+            opts = await self._delete_options(request)
+            return _json_response(self.registry.delete(kind, route.namespace, route.name, opts))
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    async def _pod_io(self, request: web.Request, route: Route) -> web.StreamResponse:
+        if route.kind.plural != "pods" or route.name is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        pod = self.registry.get(route.kind, route.namespace, route.name)
+        if route.sub == "exec":
+            if request.get("readonly"):
+                raise errors.Forbidden(
+                    f'pods "{route.name}" is forbidden: User "{request["user"]}" cannot create resource '
+                    f'"pods/exec" in API group "" in the namespace "{route.namespace}"')
+            handler = self.exec_handler
+        elif route.sub == "log":
+            handler = self.log_handler
+        else:
+            handler = None
+        if handler is None:
+            raise errors.BadRequest(f'{route.sub} is not available: the node agent of this cluster is not running')
+        return await handler(request, pod, dict(request.query))
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _wants_table(request: web.Request) -> bool:
+        return TABLE_ACCEPT in request.headers.get("Accept", "")
+
+    @staticmethod
+    def _strict(request: web.Request) -> bool:
+        return request.query.get("fieldValidation", "") == "Strict"
+
+    @staticmethod
+    def _manager(request: web.Request, default: str | None = None) -> str:
+        """The field manager: the fieldManager parameter, else the user agent's program name."""
+        manager = request.query.get("fieldManager")
+        if manager:
+            return manager
+        if default == "":
+            raise errors.BadRequest("PATCH requests with apply content type must provide a fieldManager")
+        agent = request.headers.get("User-Agent", "unknown")
+        return agent.split("/")[0] or "unknown"
+
+    async def _read_body(self, request: web.Request, kind: ResourceKind | None) -> dict:
+        raw = await request.read()
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            if protobuf.is_protobuf(raw):
+                body = protobuf.decode(raw)
+            elif content_type == "application/yaml":
+                body = yaml.safe_load(raw)
+            else:  # JSON, also when no Content-Type is sent (the Python client's create)
+                body = json.loads(raw or b"null")
+        except protobuf.ProtobufError as exc:
+            raise errors.BadRequest(f"the body of the request was in an unknown format: {exc}") from None
+        except (ValueError, yaml.YAMLError) as exc:
+            what = kind.kind if kind else "object"
+            raise errors.BadRequest(f"error decoding {what}: {exc}") from None
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the body of the request must be an object")
+        return body
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        opts: dict = {}
+        raw = await request.read()
+        if raw.strip():
+            try:
+                opts = json.loads(raw)
+            except ValueError:
+                raise errors.BadRequest("error decoding DeleteOptions") from None
+        q = request.query
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if "gracePeriodSeconds" in q:
+            opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        if q.get("orphanDependents") in ("true", "false"):
+            opts["orphanDependents"] = q["orphanDependents"] == "true"
+        return opts
+
+    # -- list and watch -----------------------------------------------------------------------
+    def _list(self, request: web.Request, route: Route) -> web.Response:
+        q = request.query
+        kind = route.kind
+        label_sel = parse_label_selector(q.get("labelSelector"))
+        field_sel = parse_field_selector(q.get("fieldSelector"), kind.plural)
+        items, rv, cont, remaining = self.registry.list(
+            kind, route.namespace, label_sel, field_sel, limit=int(q.get("limit") or 0), cont=q.get("continue"))
+        if self._wants_table(request):
+            table = tables.to_table(kind.plural, items, resource_version=str(rv),
+                                    include_object=q.get("includeObject", "Metadata"))
+            if cont:
+                table["metadata"]["continue"] = cont
+            return _json_response(table)
+        meta: dict = {"resourceVersion": str(rv)}
+        if cont:
+            meta["continue"] = cont
+            meta["remainingItemCount"] = remaining
+        return _json_response({"kind": kind.kind_list, "apiVersion": kind.api_version, "metadata": meta,
+                               "items": [_without_type(o) for o in items]})
+
+    async def _watch(self, request: web.Request, route: Route) -> web.StreamResponse:
+        q = request.query
+        kind = route.kind
+        label_sel = parse_label_selector(q.get("labelSelector"))
+        field_sel = parse_field_selector(q.get("fieldSelector"), kind.plural)
+        as_table = self._wants_table(request)
+        include_object = q.get("includeObject", "Metadata")
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        store = self.registry.store
+        resource = (kind.group, kind.plural)
+
+        def selected(obj: dict | None) -> bool:
+            if obj is None:
+                return False
+            meta = obj["metadata"]
+            if route.namespace and meta.get("namespace") != route.namespace:
+                return False
+            return labels_match(label_sel, meta.get("labels")) and fields_match(field_sel, obj)
+
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+
+        def listener(event: WatchEvent) -> None:
+            if event.resource == resource:
+                queue.put_nowait(event)
+
+        unsubscribe = store.subscribe(listener)
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        first_table = True
+        try:
+            rv_param = q.get("resourceVersion", "")
+            initial: list[tuple[str, dict]] = []
+            if rv_param in ("", "0"):
+                # A watch without a resourceVersion starts with the current state as ADDED events.
+                initial = [("ADDED", o) for o in store.list(resource, route.namespace) if selected(o)]
+                seen_rv = store.rv
+            else:
+                try:
+                    since = int(rv_param)
+                except ValueError:
+                    raise errors.BadRequest(f"invalid resource version: {rv_param}") from None
+                try:
+                    backlog = store.events_since(since)
+                except errors.Gone as gone:
+                    await response.prepare(request)
+                    await response.write(_line({"type": "ERROR", "object": gone.status()}))
+                    return response
+                for ev in backlog:
+                    queue.put_nowait(ev)
+                seen_rv = since
+            await response.prepare(request)
+
+            async def send(typ: str, obj: dict) -> None:
+                nonlocal first_table
+                if as_table and typ != "BOOKMARK" and typ != "ERROR":
+                    table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
+                                            include_object=include_object, with_columns=first_table)
+                    first_table = False
+                    await response.write(_line({"type": typ, "object": table}))
+                else:
+                    await response.write(_line({"type": typ, "object": obj}))
+
+            for typ, obj in initial:
+                await send(typ, obj)
+            deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+            bookmark_every = 60.0
+            while True:
+                wait = bookmark_every if bookmarks else None
+                if deadline is not None:
+                    left = deadline - asyncio.get_running_loop().time()
+                    if left <= 0:
+                        break
+                    wait = min(wait, left) if wait else left
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait) if wait else await queue.get()
+                except TimeoutError:
+                    if bookmarks:
+                        await send("BOOKMARK", {"kind": kind.kind, "apiVersion": kind.api_version,
+                                                "metadata": {"resourceVersion": str(seen_rv)}})
+                    continue
+                if event is None or event.rv <= seen_rv:
+                    continue
+                seen_rv = event.rv
+                now_in, was_in = selected(event.object), selected(event.old)
+                if event.type == "DELETED":
+                    if was_in or now_in:
+                        await send("DELETED", event.object)
+                elif event.type == "ADDED":
+                    if now_in:
+                        await send("ADDED", event.object)
+                elif now_in and was_in:
+                    await send("MODIFIED", event.object)
+                elif now_in:
+                    await send("ADDED", event.object)
+                elif was_in:
+                    await send("DELETED", event.object)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            unsubscribe()
+        return response
+
+
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _without_type(obj: dict) -> dict:
+    """List items are serialised without apiVersion/kind, as the real server does."""
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx

@@ -1,0 +1,101 @@
+"""The `labkit` command.
+
+    labkit up                 start the embedded cluster (returns once the API answers)
+    labkit down               stop it and delete its state
+    labkit status [--json]    what runs, where
+    labkit kubeconfig         the kubeconfig's absolute path
+
+Errors print one line (`labkit: <reason>`) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from labkit import errors
+from labkit.backends import embedded
+
+
+def _home(args: argparse.Namespace) -> Path | None:
+    return Path(args.home).expanduser().absolute() if getattr(args, "home", None) else None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    paths, started = embedded.up(_home(args), timeout=args.timeout)
+    if started:
+        print(f"labkit: embedded cluster is up in {time.monotonic() - start:.2f}s ({paths.home})")
+    else:
+        print(f"labkit: embedded cluster is already running ({paths.home})")
+    print(f"export KUBECONFIG={paths.kubeconfig}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    home = _home(args) or embedded.default_home()
+    if embedded.down(home):
+        print(f"labkit: embedded cluster stopped and its state deleted ({home})")
+    else:
+        print(f"labkit: no embedded cluster was running ({home})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = embedded.status(_home(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    if not info["running"]:
+        print(f"labkit: no embedded cluster is running ({info['home']})")
+        return 0
+    print(f"backend:    embedded ({info['home']})")
+    print(f"server:     {info.get('server', '?')} ({'ready' if info['apiserverReady'] else 'not ready'})")
+    print(f"kubeconfig: {info['kubeconfig']}")
+    for name, comp in info.get("components", {}).items():
+        state = "running" if comp["running"] else "stopped"
+        print(f"  {name:<20} {state:<8} pid {comp['pid']}  restarts {comp['restarts']}")
+    return 0
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    paths = embedded.Paths(_home(args) or embedded.default_home())
+    if embedded.supervisor_pid(paths) is None or not paths.kubeconfig.exists():
+        raise errors.ClusterNotRunning(f"no embedded cluster is running at {paths.home}; run `labkit up` first")
+    print(paths.kubeconfig)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit", description="See what a Kubernetes Service configures.")
+    parser.add_argument("--home", help="the cluster's state directory (default: $LABKIT_HOME or ~/.labkit)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="start the embedded cluster")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the cluster and delete its state").set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="show what runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    sub.add_parser("kubeconfig", help="print the kubeconfig's path").set_defaults(func=cmd_kubeconfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except errors.LabkitError as exc:
+        print(f"labkit: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

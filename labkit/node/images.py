@@ -1,0 +1,134 @@
+"""Image references → built-in workloads. The embedded node pulls nothing: it knows a few images.
+
+`resolve_image(image, command, args)` returns a `Workload` (JSON-able spec for the zygote) or an
+`ImageError` whose message the kubelet reports with reason ErrImagePull / ImagePullBackOff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+NGINX_LATEST = "1.29.1"  # what `nginx:latest`/`stable`/`alpine` report (a recent mainline release)
+# Last patch release of the nginx minor versions an image tag like `nginx:1.25` points at.
+NGINX_MINOR_PATCH = {"1.19": "1.19.10", "1.20": "1.20.2", "1.21": "1.21.6", "1.22": "1.22.1", "1.23": "1.23.4",
+                     "1.24": "1.24.0", "1.25": "1.25.5", "1.26": "1.26.3", "1.27": "1.27.5", "1.28": "1.28.0",
+                     "1.29": "1.29.1"}
+
+TOOLBOX_REPOS = {"busybox", "alpine", "debian", "ubuntu", "nicolaka/netshoot", "e2e-test-images/jessie-dnsutils",
+                 "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl"}
+SHELLS = {"sh", "bash", "ash", "dash"}
+
+SUPPORTED = ("nginx[:tag] (an nginx-like web server on :80); "
+             "registry.k8s.io/e2e-test-images/agnhost:<tag> with netexec, serve-hostname or pause; "
+             "busybox, alpine, debian, ubuntu, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
+             "(toolbox: `sleep`, `sh -c` scripts, otherwise sleeps so `kubectl exec` works); "
+             "registry.k8s.io/coredns/coredns (labkit's cluster DNS)")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a container runs: `spec` goes to labkit.node.workloads.run in the zygote's child."""
+
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.spec}
+
+
+@dataclass(frozen=True)
+class ImageError:
+    """An image the node cannot run (the kubelet reports ErrImagePull with `message`)."""
+
+    image: str
+    message: str
+    reason: str = "ErrImagePull"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    registry: str
+    repository: str  # without registry, `library/` removed
+    tag: str
+
+    @classmethod
+    def parse(cls, image: str) -> ImageRef:
+        ref = image.split("@", 1)[0]
+        name, tag = ref, "latest"
+        last = ref.rsplit("/", 1)[-1]
+        if ":" in last:
+            name, tag = ref.rsplit(":", 1)
+        parts = name.split("/")
+        registry = "docker.io"
+        if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+            registry, parts = parts[0], parts[1:]
+        if registry in ("docker.io", "index.docker.io", "registry-1.docker.io") and parts[0] == "library":
+            parts = parts[1:]
+        return cls(registry, "/".join(parts), tag)
+
+
+def nginx_version(tag: str) -> str:
+    """The version an nginx image tag runs: `1.25.3` → 1.25.3, `1.25` → 1.25.5, `latest`/`alpine` → recent."""
+    m = re.match(r"^(\d+\.\d+)(\.\d+)?", tag)
+    if not m:
+        return NGINX_LATEST
+    if m.group(2):
+        return m.group(0)
+    return NGINX_MINOR_PATCH.get(m.group(1), m.group(1) + ".0")
+
+
+def toolbox(argv: list[str]) -> Workload:
+    """A toolbox container's command: `sleep N`, a shell script, or sleep forever."""
+    if not argv:
+        return Workload("toolbox", {"mode": "sleep", "seconds": None})
+    prog = os.path.basename(argv[0])
+    if prog == "sleep" and len(argv) >= 2:
+        from labkit.node.workloads.toolbox import parse_sleep
+
+        try:
+            return Workload("toolbox", {"mode": "sleep", "seconds": parse_sleep(argv[1])})
+        except ValueError:
+            pass
+    if prog in SHELLS and len(argv) >= 3 and argv[1] == "-c":
+        shell = "/bin/bash" if prog == "bash" and os.path.exists("/bin/bash") else "/bin/sh"
+        return Workload("toolbox", {"mode": "shell", "argv": [shell, *argv[1:]]})
+    if argv[:3] == ["tail", "-f", "/dev/null"]:
+        return Workload("toolbox", {"mode": "sleep", "seconds": None})
+    note = (f"labkit: the embedded node does not run {' '.join(argv)!r} in this image; "
+            "the container sleeps so that `kubectl exec` works")
+    return Workload("toolbox", {"mode": "sleep", "seconds": None, "note": note})
+
+
+def resolve_image(image: str, command: list[str] | None = None, args: list[str] | None = None
+                  ) -> Workload | ImageError:
+    """Map a container's image, command and args to a built-in workload (or an ImageError)."""
+    ref = ImageRef.parse(image)
+    command, args = list(command or []), list(args or [])
+    repo = ref.repository
+    base = repo.rsplit("/", 1)[-1]
+    if repo == "nginx" or (base == "nginx" and ref.registry != "docker.io"):
+        return Workload("nginx", {"version": nginx_version(ref.tag), "port": 80})
+    if base == "agnhost":
+        argv = command + args if command else (args or ["pause"])
+        if command and os.path.basename(argv[0]) != "agnhost":
+            return toolbox(argv)  # e.g. the dnsutils pod of the Kubernetes docs: agnhost + `sleep infinity`
+        if os.path.basename(argv[0]) == "agnhost":
+            argv = argv[1:] or ["pause"]
+        from labkit.node.workloads.agnhost import SUBCOMMANDS
+
+        if argv[0] not in SUBCOMMANDS:
+            return ImageError(image, f"agnhost subcommand {argv[0]!r} is not built into the embedded labkit node; "
+                                     f"it runs: {SUPPORTED}")
+        return Workload("agnhost", {"argv": argv})
+    if base == "pause" and ref.registry in ("registry.k8s.io", "k8s.gcr.io"):
+        return Workload("agnhost", {"argv": ["pause"]})
+    if repo in TOOLBOX_REPOS or any(repo.endswith("/" + t) for t in TOOLBOX_REPOS):
+        return toolbox(command + args)
+    if repo.endswith("coredns") :
+        return Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", *command[1:], *args]})
+    return ImageError(image, f'Failed to pull image "{image}": the embedded labkit node cannot pull images. '
+                             f"It runs these built-in images: {SUPPORTED}")

@@ -1,0 +1,116 @@
+"""The embedded node's runtime: network + sandboxes + zygote, the layer the kubelet loop drives.
+
+    node = Node(home); node.start()
+    sb = node.create_sandbox(pod, serviceaccount_dir)
+    wl = resolve_image(image, command, args)            # Workload | ImageError
+    rec = await node.start_container(sb, "web", wl, env, restart_count=0)
+    argv = node.exec_argv(sb, ["cat", "/etc/resolv.conf"])     # for `kubectl exec`
+    node.remove_sandbox(uid); node.stop()              # stop() = cleanup(prefix)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from labkit.node import nsutil
+from labkit.node.cleanup import CleanupReport, cleanup
+from labkit.node.images import Workload
+from labkit.node.names import Names
+from labkit.node.network import ExternalHost, NodeNetwork
+from labkit.node.sandbox import Sandbox, SandboxManager
+from labkit.node.zygote import ZygoteClient, start_zygote, zygote_alive
+
+
+def container_id(uid: str, container: str) -> str:
+    return f"{uid}/{container}"
+
+
+class Node:
+    """One embedded node of the cluster whose state lives in `home`."""
+
+    def __init__(self, home: str | os.PathLike[str], **sandbox_options: Any) -> None:
+        self.names = Names.for_home(home)
+        self.network = NodeNetwork(self.names)
+        self.sandboxes = SandboxManager(self.names, **sandbox_options)
+        self.zygote = ZygoteClient(self.names.zygote_socket)
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        """Create the node network (if missing) and start the zygote (if not running). Idempotent: after
+        a node agent restart, existing sandboxes and containers are kept."""
+        self.names.node_dir.mkdir(parents=True, exist_ok=True)
+        self.network.setup()
+        if not zygote_alive(self.names):
+            start_zygote(self.names)
+
+    def stop(self) -> CleanupReport:
+        """Remove everything this cluster made on the host (= cleanup(prefix)) and forget pod IPs."""
+        report = cleanup(self.names.prefix)
+        self.sandboxes.ipam.reset()
+        return report
+
+    async def start_external_hosts(self) -> None:
+        """Run the web hosts of the outside world (203.0.113.x:80, answering with their names)."""
+        running = {c["id"] for c in await self.zygote.list() if c["running"]}
+        for host in self.network.external_hosts:
+            cid = f"ext/{host.name}"
+            if not host.http or cid in running:
+                continue
+            log = self.names.node_dir / "ext" / f"{host.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            await self.zygote.spawn(cid, {"kind": "webhost", "name": host.name, "ip": host.ip, "port": 80},
+                                    log=str(log), net=self.network.ext_netns_path)
+
+    # ---- sandboxes ----
+    def create_sandbox(self, pod: dict[str, Any], serviceaccount_dir: str | None = None) -> Sandbox:
+        return self.sandboxes.create(pod, serviceaccount_dir)
+
+    def get_sandbox(self, pod: dict[str, Any]) -> Sandbox | None:
+        return self.sandboxes.get(pod)
+
+    def remove_sandbox(self, uid: str) -> None:
+        self.sandboxes.remove(uid)
+
+    # ---- containers ----
+    @staticmethod
+    def log_path(sandbox: Sandbox, container: str, restart_count: int) -> Path:
+        """Log of one run of a container (`kubectl logs` reads the newest, `--previous` the one before)."""
+        return Path(sandbox.pod_dir) / "logs" / container / f"{restart_count}.log"
+
+    async def start_container(self, sandbox: Sandbox, container: str, workload: Workload,
+                              env: dict[str, str] | None = None, restart_count: int = 0,
+                              working_dir: str | None = None) -> dict[str, Any]:
+        """Start a container in the pod (env as given, plus PATH/HOSTNAME like a container runtime)."""
+        log = self.log_path(sandbox, container, restart_count)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOSTNAME": sandbox.hostname, **(env or {})}
+        return await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
+                                       env=full_env, net=sandbox.net_file, uts=sandbox.uts_file,
+                                       mnt=sandbox.mnt_file, working_dir=working_dir)
+
+    async def kill_container(self, uid: str, container: str, sig: int = signal.SIGTERM) -> None:
+        await self.zygote.kill(container_id(uid, container), sig)
+
+    # ---- exec ----
+    @staticmethod
+    def exec_argv(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+        """argv that runs `argv` inside the pod (its net/uts/mount namespaces), with the container's env."""
+        prefix = sandbox.nsenter()
+        if env is not None:
+            prefix += ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
+        return prefix + list(argv)
+
+    def node_exec_argv(self, argv: list[str]) -> list[str]:
+        """argv that runs `argv` in the node's network namespace (e.g. the IPVS agent, probes, curl)."""
+        return nsutil.nsenter_argv(net=self.network.node_netns_path) + list(argv)
+
+    def ext_exec_argv(self, argv: list[str]) -> list[str]:
+        """argv that runs `argv` in the outside world's namespace (e.g. the upstream DNS at 203.0.113.53)."""
+        return nsutil.nsenter_argv(net=self.network.ext_netns_path) + list(argv)
+
+
+__all__ = ["ExternalHost", "Node", "container_id"]
