@@ -7,12 +7,15 @@ flags attribute {"flags": 1, "mask": 0xFFFF} with a timeout; the kernel adds the
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from socket import IPPROTO_TCP
-from typing import Any
+from typing import Any, TypeVar
 
 from labkit.agent.model import (
     FLAG_HASHED,
@@ -27,7 +30,21 @@ from labkit.agent.model import (
 )
 from labkit.agent.sync import Op
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
+
+_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-netlink")
+
+
+def off_loop(fn: Callable[[], T]) -> T:
+    """Run a blocking pyroute2 call. pyroute2 0.9's sync API drives its own asyncio loop, which fails inside a
+    running loop, so from event-loop code the call runs (and waits) on one dedicated worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    return _worker.submit(fn).result()
 
 DUMMY_DEVICE = "kube-ipvs0"
 
@@ -79,24 +96,31 @@ class DummyDevice:
 
         return NetNS(self.netns) if self.netns else IPRoute()
 
-    def ensure(self) -> int:
+    def _ensure(self) -> int:
         """Create the device if missing; returns its ifindex."""
         with self._ipr() as ipr:
             idx = ipr.link_lookup(ifname=self.name)
             if not idx:
-                ipr.link("add", ifname=self.name, kind="dummy")
+                try:
+                    ipr.link("add", ifname=self.name, kind="dummy")
+                except Exception as e:
+                    # Kernels built without the dummy driver (EOPNOTSUPP): an empty, DOWN bridge holds the
+                    # addresses the same way (local routes, no ARP from a port-less bridge).
+                    if getattr(e, "code", None) != 95:
+                        raise
+                    ipr.link("add", ifname=self.name, kind="bridge")
                 idx = ipr.link_lookup(ifname=self.name)
             return idx[0]
 
-    def addresses(self) -> set[str]:
+    def _addresses(self) -> set[str]:
         with self._ipr() as ipr:
             idx = ipr.link_lookup(ifname=self.name)
             if not idx:
                 return set()
             return {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])}
 
-    def add(self, address: str) -> None:
-        idx = self.ensure()
+    def _add(self, address: str) -> None:
+        idx = self._ensure()
         plen = 32 if ipaddress.ip_address(address).version == 4 else 128
         with self._ipr() as ipr:
             try:
@@ -105,7 +129,7 @@ class DummyDevice:
                 if getattr(e, "code", None) != 17:
                     raise
 
-    def remove(self, address: str) -> None:
+    def _remove(self, address: str) -> None:
         with self._ipr() as ipr:
             idx = ipr.link_lookup(ifname=self.name)
             if not idx:
@@ -114,11 +138,23 @@ class DummyDevice:
             with contextlib.suppress(Exception):
                 ipr.addr("del", index=idx[0], address=address, prefixlen=plen)
 
-    def delete(self) -> None:
+    def _delete(self) -> None:
         with self._ipr() as ipr:
             idx = ipr.link_lookup(ifname=self.name)
             if idx:
                 ipr.link("del", index=idx[0])
+
+
+def _dd_public(name: str) -> Callable[..., Any]:
+    def method(self: DummyDevice, *args: Any) -> Any:
+        return off_loop(lambda: getattr(self, "_" + name)(*args))
+
+    method.__name__ = name
+    return method
+
+
+for _n in ("ensure", "addresses", "add", "remove", "delete"):
+    setattr(DummyDevice, _n, _dd_public(_n))
 
 
 def service_spec(vs: VirtualServer) -> dict[str, Any]:
@@ -175,6 +211,12 @@ class KernelBackend:
         return IPVSDest(**dest_spec(rs))
 
     def apply(self, op: Op) -> None:
+        off_loop(lambda: self._apply(op))
+
+    def list(self) -> Table:
+        return off_loop(self._list)
+
+    def _apply(self, op: Op) -> None:
         if op.kind == "add_vs":
             self.ipvs.service("add", service=self._svc(op.vs))
         elif op.kind == "edit_vs":
@@ -186,7 +228,7 @@ class KernelBackend:
             cmd = {"add_rs": "add", "edit_rs": "set", "del_rs": "del"}[op.kind]
             self.ipvs.dest(cmd, service=self._svc(op.vs), dest=self._dest(op.rs))
 
-    def list(self) -> Table:
+    def _list(self) -> Table:
         table: Table = {}
         for m in self.ipvs.service("dump"):
             s = m.get_attr("IPVS_CMD_ATTR_SERVICE")

@@ -117,8 +117,8 @@ def server_side_apply(live: dict | None, applied: dict, *, manager: str, force: 
     owned = set(applied_set).union(*(m.fields for m in others))
     merged = _prune(merged, last_set - owned, owned, schema)
 
-    before = live_obj if live is not None else _zero(kind)
-    added, modified, removed = compare(before, merged, schema)
+    before = _fill_zero(live_obj, kind) if live is not None else _zero(kind)
+    added, modified, removed = compare(before, _fill_zero(merged, kind), schema)
     changed = added | modified
     conflicts = {id(m): m.fields & changed for m in others if m.fields & changed}
     if conflicts and not force:
@@ -147,9 +147,9 @@ def record_update(old: dict | None, new: dict, *, manager: str, now: str, subres
     api_version = _api_version(kind, new if new.get("apiVersion") else (old or new))
 
     managers = _base_managers(old, new)
-    before = _without_managed_fields(old) if old is not None else _zero(kind)
+    before = _fill_zero(_without_managed_fields(old), kind) if old is not None else _zero(kind)
     after = _without_managed_fields(new)
-    added, modified, removed = compare(before, after, schema)
+    added, modified, removed = compare(before, _fill_zero(after, kind), schema)
     changed = _filter_reset((added | modified) - _STRIPPED, subresource)
 
     me = _Manager(manager, "Update", api_version, subresource, now)
@@ -567,6 +567,25 @@ def _filter_reset(paths: set[Path], subresource: str) -> set[Path]:
 
 def _zero(kind: str) -> dict:
     return copy.deepcopy(_ZERO.get(kind, {"metadata": {}}))
+
+
+def _fill_zero(obj: dict, kind: str) -> dict:
+    """A copy of `obj` with the always-present structs of its kind's zero value filled in where missing.
+
+    The Go API server never sees an object without them; comparing with them in place keeps a stored object
+    that lacks, say, `status: {}` from making `status` look newly added.
+    """
+    def fill(target: dict, zero: dict) -> None:
+        for name, value in zero.items():
+            if isinstance(value, dict):
+                if name not in target:
+                    target[name] = {}
+                if isinstance(target[name], dict):
+                    fill(target[name], value)
+
+    out = copy.deepcopy(obj)
+    fill(out, _ZERO.get(kind, {}))
+    return out
 
 
 def _api_version(kind: str, obj: dict | None) -> str:

@@ -178,7 +178,7 @@ class Registry:
             merged = _copy(old)
             merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
             new = merged
-        elif kind.plural in _STATUS_SUBRESOURCE:
+        elif kind.plural in _STATUS_SUBRESOURCE:  # main resource or /scale: status is not theirs to write
             if "status" in old:
                 new["status"] = old["status"]
             else:
@@ -255,16 +255,13 @@ class Registry:
             raise errors.not_found(kind.plural, name, kind.group)
         try:
             if content_type == "application/json-patch+json":
-                if not isinstance(body, list):
-                    raise patch.PatchError("json patch must be a list of operations")
                 patched = patch.json_patch(old, body)
             elif content_type == "application/merge-patch+json":
                 patched = patch.merge_patch(old, body)
             else:
                 patched = patch.strategic_merge_patch(old, body, kind.kind)
         except patch.PatchError as exc:
-            raise errors.invalid(kind.kind, name, [{"reason": "FieldValueInvalid", "message": str(exc),
-                                                    "field": ""}], kind.group) from None
+            raise exc.to_api_error() from None
         meta = patched.setdefault("metadata", {})
         if meta.get("name", name) != name:
             raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
@@ -409,12 +406,15 @@ class Registry:
                      manager: str) -> dict:
         obj = self.get(kind, namespace, name)
         scale = _scale_of(obj)
-        if content_type == "application/json-patch+json":
-            patched = patch.json_patch(scale, body)
-        elif content_type == "application/merge-patch+json":
-            patched = patch.merge_patch(scale, body)
-        else:
-            patched = patch.strategic_merge_patch(scale, body, "Scale")
+        try:
+            if content_type == "application/json-patch+json":
+                patched = patch.json_patch(scale, body)
+            elif content_type == "application/merge-patch+json":
+                patched = patch.merge_patch(scale, body)
+            else:
+                patched = patch.strategic_merge_patch(scale, body, "Scale")
+        except patch.PatchError as exc:
+            raise exc.to_api_error() from None
         return self._set_replicas(kind, obj, patched, manager)
 
     def _set_replicas(self, kind: ResourceKind, obj: dict, scale: dict, manager: str) -> dict:
@@ -425,7 +425,7 @@ class Registry:
                 "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}], "autoscaling")
         new = _copy(obj)
         new.setdefault("spec", {})["replicas"] = replicas
-        stored = self._write_update(kind, obj, new, sub=None, manager=manager)
+        stored = self._write_update(kind, obj, new, sub="scale", manager=manager)
         return _scale_of(stored)
 
     def bind(self, namespace: str | None, name: str, binding: dict) -> dict:

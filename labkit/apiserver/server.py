@@ -226,7 +226,7 @@ class ApiServer:
             obj = self.registry.get(kind, route.namespace, route.name)
             if self._wants_table(request):
                 table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                                        include_object=q.get("includeObject", "Metadata"))
+                                        include_object=self._include_object(request))
                 return _json_response(table)
             return _json_response(obj)
         if method == "PUT":
@@ -270,6 +270,13 @@ class ApiServer:
         return await handler(request, pod, dict(request.query))
 
     # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _include_object(request: web.Request) -> str:
+        value = request.query.get("includeObject", "Metadata") or "Metadata"
+        if value not in tables.INCLUDE_OBJECT_VALUES:
+            raise errors.BadRequest(f'unrecognized includeObject value: "{value}"')
+        return value
+
     @staticmethod
     def _wants_table(request: web.Request) -> bool:
         return TABLE_ACCEPT in request.headers.get("Accept", "")
@@ -335,7 +342,7 @@ class ApiServer:
             kind, route.namespace, label_sel, field_sel, limit=int(q.get("limit") or 0), cont=q.get("continue"))
         if self._wants_table(request):
             table = tables.to_table(kind.plural, items, resource_version=str(rv),
-                                    include_object=q.get("includeObject", "Metadata"))
+                                    include_object=self._include_object(request))
             if cont:
                 table["metadata"]["continue"] = cont
             return _json_response(table)
@@ -352,7 +359,7 @@ class ApiServer:
         label_sel = parse_label_selector(q.get("labelSelector"))
         field_sel = parse_field_selector(q.get("fieldSelector"), kind.plural)
         as_table = self._wants_table(request)
-        include_object = q.get("includeObject", "Metadata")
+        include_object = self._include_object(request)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         store = self.registry.store

@@ -214,18 +214,9 @@ def cleanup_leftovers(paths: Paths) -> None:
         if str(paths.home).encode() in cmdline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    node_cleanup = _optional("labkit.node.cleanup")
-    if node_cleanup is not None:
-        node_cleanup.cleanup(paths.home)
+    from labkit.node import cleanup, names
 
-
-def _optional(module: str):  # noqa: ANN202 — a module or None
-    if importlib.util.find_spec(module.rpartition(".")[0]) is None:
-        return None
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+    cleanup.cleanup(names.cluster_prefix(paths.home))
 
 
 # -- the supervisor --------------------------------------------------------------------------

@@ -132,6 +132,10 @@ class Handler:
         # Longest zone first, so the most specific one wins.
         self._zones: list[Name] = sorted((wire.name_from_text(z) for z in zones), key=len, reverse=True)
 
+    def ready(self) -> bool:
+        """The `ready` plugin: OK once the informers have synced."""
+        return self.index.synced
+
     # ------------------------------------------------------------------------------------------ fast path
 
     def cached(self, data: bytes, tcp: bool) -> Result | None:

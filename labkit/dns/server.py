@@ -81,7 +81,7 @@ class Metrics:
         for (rcode, plugin), n in sorted(self.responses.items()):
             out.append(f'coredns_dns_responses_total{{{base},rcode="{rcode}",plugin="{plugin}"}} {n}')
         out += [
-            "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took per zone.",
+            "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took.",
             "# TYPE coredns_dns_request_duration_seconds histogram",
         ]
         for t, h in sorted(self.durations.items()):
@@ -149,11 +149,15 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class DNSServer:
-    """A running cluster DNS server. Ports set to 0 get an ephemeral port; None disables that listener."""
+    """A running DNS server. Ports set to 0 get an ephemeral port; None disables that listener.
+
+    `handler` is a Handler, or any object with the same `cached(data, tcp)`, `async handle(data, proto, family)`
+    and `ready()` methods (the upstream server uses this).
+    """
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | Any,
         host: str = "0.0.0.0",
         port: int = 53,
         *,
@@ -262,7 +266,7 @@ class DNSServer:
             writer.close()
 
     async def _ready(self, request: web.Request) -> web.Response:
-        if self.handler.index.synced:
+        if self.handler.ready():
             return web.Response(text="OK")
         return web.Response(status=503, text="kubernetes")
 

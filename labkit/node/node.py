@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -88,6 +89,11 @@ class Node:
         log.parent.mkdir(parents=True, exist_ok=True)
         full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "HOSTNAME": sandbox.hostname, **(env or {})}
+        # What `kubectl exec` needs later (labkit.node.runtime): the container's environment.
+        meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count,
+                                    "workingDir": working_dir}))
         return await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
                                        env=full_env, net=sandbox.net_file, uts=sandbox.uts_file,
                                        mnt=sandbox.mnt_file, working_dir=working_dir)

@@ -14,7 +14,6 @@ Containers and `exec` join them with setns / `nsenter --net=… --uts=… --moun
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import time
@@ -206,6 +205,3 @@ def kill_processes_in(net_inodes: set[int], timeout: float = 5.0) -> int:
                 pass
         time.sleep(0.01)  # zombies linger until their parent reaps them; bounded by `deadline`
 
-
-def shell_quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

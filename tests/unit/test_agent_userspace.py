@@ -98,7 +98,7 @@ async def test_active_conn_while_open(plane):
         await w.drain()
         assert await r.read(100) == b"a:x"
         # backend closed; meanwhile look at an open connection
-        r2, w2 = await asyncio.open_connection(VIP, vport)
+        _r2, w2 = await asyncio.open_connection(VIP, vport)
         for _ in range(100):
             d = plane.list()[("TCP", VIP, vport)].destinations[0]
             if d.active == 1:
@@ -183,7 +183,7 @@ async def test_no_destination_resets(plane):
     vport = _free_port()
     await _setup(plane, vport, [])
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
-        r, w = await asyncio.open_connection(VIP, vport)
+        r, _w = await asyncio.open_connection(VIP, vport)
         data = await r.read(10)
         if data == b"":
             raise ConnectionResetError

@@ -274,20 +274,9 @@ def serve_hostname(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------------ pause
 def pause(argv: list[str]) -> int:
-    """pause: print "Paused", wait for SIGINT/SIGTERM, print "Shutting down" and exit 0 (like pause.c)."""
-    got: list[int] = []
+    from labkit.node.workloads.toolbox import pause as tiny_pause
 
-    def on_signal(signum: int, frame: Any) -> None:
-        got.append(signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    print("Paused", file=sys.stderr, flush=True)
-    while not got:
-        signal.pause()
-    print("Shutting down, got signal: " + ("Interrupt" if got[0] == signal.SIGINT else "Terminated"),
-          file=sys.stderr, flush=True)
-    return 0
+    return tiny_pause({})
 
 
 SUBCOMMANDS = {"netexec": netexec, "serve-hostname": serve_hostname, "pause": pause}

@@ -1,0 +1,128 @@
+"""Benchmark of the embedded API server (issue "Embedded cluster 1/5").
+
+    .venv/bin/python bench/bench_apiserver.py [--ups 5] [--creates 300] [--services 1000]
+
+Prints, with the targets in brackets:
+- `labkit up` until the API answers: median          [≤ 1 s]
+- create a Service through HTTPS: median             [≤ 5 ms]
+- list 1,000 Services as a Table (kubectl's Accept)  [≤ 100 ms]
+- a write seen by a watch: p99                       [≤ 10 ms]
+Everything runs against real clusters in temporary LABKIT_HOMEs over loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from labkit.backends import embedded
+from labkit.client import Client
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def bench_up(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp) / "home"
+            start = time.perf_counter()
+            embedded.up(home)
+            times.append(time.perf_counter() - start)
+            embedded.down(home)
+    return times
+
+
+def _svc(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}
+
+
+async def bench_api(kubeconfig: Path, creates: int, services: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        create_times = []
+        for i in range(creates):
+            start = time.perf_counter()
+            await client.create(_svc(f"c{i}"))
+            create_times.append(time.perf_counter() - start)
+        results["create median ms"] = statistics.median(create_times) * 1000
+        results["create p99 ms"] = pct(create_times, 99) * 1000
+        for i in range(creates, services):
+            await client.create(_svc(f"c{i}"))
+        list_times = []
+        for _ in range(10):
+            start = time.perf_counter()
+            async with client.session.get(client.server + "/api/v1/namespaces/default/services?limit=500",
+                                          headers={"Accept": TABLE_ACCEPT}) as resp:
+                await resp.read()
+            list_times.append(time.perf_counter() - start)
+        # kubectl pages by 500; the full listing is the two pages together.
+        start = time.perf_counter()
+        async with client.session.get(client.server + "/api/v1/namespaces/default/services",
+                                      headers={"Accept": TABLE_ACCEPT}) as resp:
+            body = await resp.json()
+        full = time.perf_counter() - start
+        results[f"list {len(body['rows'])} services as Table ms"] = full * 1000
+        results["list 500 (one kubectl page) median ms"] = statistics.median(list_times) * 1000
+
+        latencies: list[float] = []
+        seen = asyncio.Event()
+        sent: dict[str, float] = {}
+
+        async def watcher(rv: str) -> None:
+            async for ev in client.watch("services", "default", resource_version=rv):
+                name = ev.object["metadata"]["name"]
+                if name in sent and ev.type == "ADDED":
+                    latencies.append(time.perf_counter() - sent[name])
+                    if len(latencies) == 200:
+                        seen.set()
+                        return
+
+        _, rv = await client.list("services", "default", field_selector="metadata.name=none")
+        task = asyncio.create_task(watcher(rv))
+        await asyncio.sleep(0.1)
+        for i in range(200):
+            name = f"w{i}"
+            sent[name] = time.perf_counter()
+            await client.create(_svc(name))
+        await asyncio.wait_for(seen.wait(), 30)
+        task.cancel()
+        results["watch latency p50 ms"] = pct(latencies, 50) * 1000
+        results["watch latency p99 ms"] = pct(latencies, 99) * 1000
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ups", type=int, default=5)
+    parser.add_argument("--creates", type=int, default=300)
+    parser.add_argument("--services", type=int, default=1000)
+    args = parser.parse_args()
+    ups = bench_up(args.ups)
+    print(f"labkit up until the API answers: median {statistics.median(ups):.3f} s "
+          f"(min {min(ups):.3f}, max {max(ups):.3f}, n={len(ups)})   [target ≤ 1 s]")
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        paths, _ = embedded.up(home)
+        try:
+            results = asyncio.run(bench_api(paths.kubeconfig, args.creates, args.services))
+        finally:
+            embedded.down(home)
+    targets = {"create median ms": "≤ 5", "watch latency p99 ms": "≤ 10"}
+    for key, value in results.items():
+        target = targets.get(key, "≤ 100" if key.startswith("list 1000") else "")
+        print(f"{key}: {value:.2f}" + (f"   [target {target}]" if target else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The controller manager: shared informers, indices and the controllers on top of them.
+
+Everything goes through the API (labkit.client.Client / Informer). Controllers are level-triggered:
+informer events only put keys on per-controller work queues (coalescing repeats), and each sync reads
+the informer caches and converges from whatever is stored, so restarts and missed events are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from .events import EventRecorder
+from .util import meta, name_of, ns_of
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+RESOURCES = ("namespaces", "nodes", "pods", "services", "endpoints", "endpointslices",
+             "deployments", "replicasets", "statefulsets")
+
+
+class Manager:
+    """Owns the client, the informers, the pod/service indices and the work queues."""
+
+    def __init__(self, client: Any, informer_factory: Callable[[Any, str], Any] | None = None) -> None:
+        if informer_factory is None:
+            from labkit.client import Informer
+
+            informer_factory = Informer
+        self.client = client
+        self._informers = {r: informer_factory(client, r) for r in RESOURCES}
+        self._queues: list[WorkQueue] = []
+        self._recorders: dict[str, EventRecorder] = {}
+        self._tasks: list[asyncio.Task] = []
+        # indices, kept current by the first handlers registered (before any controller's)
+        self._pods_by_ns: dict[str, dict[str, dict]] = {}
+        self._svc_by_label: dict[tuple[str, str, str], set[str]] = {}
+        self._slices_by_svc: dict[tuple[str, str], dict[str, dict]] = {}
+        self.informer("pods").add_handler(self._index_pod)
+        self.informer("services").add_handler(self._index_service)
+        self.informer("endpointslices").add_handler(self._index_slice)
+        self.controllers: list[Any] = []
+
+    # ------------------------------------------------------------------ plumbing
+    def informer(self, resource: str) -> Any:
+        return self._informers[resource]
+
+    def recorder(self, component: str) -> EventRecorder:
+        if component not in self._recorders:
+            self._recorders[component] = EventRecorder(self.client, component)
+        return self._recorders[component]
+
+    def new_queue(self, name: str, handler: Callable[[Hashable], Awaitable[None]], workers: int = 1) -> WorkQueue:
+        q = WorkQueue(name, handler, workers=workers)
+        self._queues.append(q)
+        return q
+
+    # ------------------------------------------------------------------ indices
+    def _index_pod(self, etype: str, pod: dict, old: dict | None) -> None:
+        ns, name = ns_of(pod), name_of(pod)
+        if etype == "DELETED":
+            self._pods_by_ns.get(ns, {}).pop(name, None)
+        else:
+            self._pods_by_ns.setdefault(ns, {})[name] = pod
+
+    def pods_in(self, namespace: str) -> list[dict]:
+        return list(self._pods_by_ns.get(namespace, {}).values())
+
+    @staticmethod
+    def _svc_index_key(svc: dict) -> tuple[str, str, str] | None:
+        sel = (svc.get("spec") or {}).get("selector")
+        if not sel:
+            return None
+        k = min(sel)
+        return (ns_of(svc), k, sel[k])
+
+    def _index_service(self, etype: str, svc: dict, old: dict | None) -> None:
+        if old is not None:
+            ok = self._svc_index_key(old)
+            if ok is not None:
+                self._svc_by_label.get(ok, set()).discard(name_of(old))
+        if etype != "DELETED":
+            k = self._svc_index_key(svc)
+            if k is not None:
+                self._svc_by_label.setdefault(k, set()).add(name_of(svc))
+
+    def services_selecting(self, pod: dict) -> set[str]:
+        """Names of the Services of the pod's namespace whose selector matches its labels."""
+        ns = ns_of(pod)
+        labels = meta(pod).get("labels") or {}
+        out: set[str] = set()
+        inf = self.informer("services")
+        for k, v in labels.items():
+            for name in self._svc_by_label.get((ns, k, v), ()):
+                svc = inf.get(ns, name)
+                sel = (svc or {}).get("spec", {}).get("selector") or {}
+                if sel and all(labels.get(a) == b for a, b in sel.items()):
+                    out.add(name)
+        return out
+
+    def _index_slice(self, etype: str, sl: dict, old: dict | None) -> None:
+        svc = (meta(sl).get("labels") or {}).get("kubernetes.io/service-name")
+        if old is not None:
+            osvc = (meta(old).get("labels") or {}).get("kubernetes.io/service-name")
+            if osvc:
+                self._slices_by_svc.get((ns_of(old), osvc), {}).pop(name_of(old), None)
+        if etype != "DELETED" and svc:
+            self._slices_by_svc.setdefault((ns_of(sl), svc), {})[name_of(sl)] = sl
+
+    def slices_of(self, namespace: str, service: str) -> list[dict]:
+        return list(self._slices_by_svc.get((namespace, service), {}).values())
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        """Create the controllers (registering their handlers)."""
+        from .deployment import DeploymentController
+        from .endpoint_controllers import EndpointsController, EndpointSliceController, MirroringController
+        from .gc import GarbageCollector, NamespaceController
+        from .replicaset import ReplicaSetController
+        from .scheduler import Scheduler
+        from .statefulset import StatefulSetController
+
+        self.controllers = [
+            EndpointsController(self), EndpointSliceController(self), MirroringController(self),
+            ReplicaSetController(self), DeploymentController(self), StatefulSetController(self),
+            Scheduler(self), GarbageCollector(self), NamespaceController(self),
+        ]
+
+    async def start(self) -> None:
+        """Start informers, wait for their first lists, then the work queues."""
+        if not self.controllers:
+            self.setup()
+        for name, inf in self._informers.items():
+            self._tasks.append(asyncio.create_task(inf.run(), name=f"informer-{name}"))
+        await asyncio.gather(*(inf.wait_synced() for inf in self._informers.values()))
+        for q in self._queues:
+            q.start()
+        log.info("controller manager running: %d controllers", len(self.controllers))
+
+    async def stop(self) -> None:
+        for q in self._queues:
+            await q.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        for r in self._recorders.values():
+            await r.flush()
+
+    async def wait_idle(self) -> None:
+        """Until every work queue is empty and idle (tests)."""
+        for _ in range(3):
+            for q in self._queues:
+                await q.wait_idle()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

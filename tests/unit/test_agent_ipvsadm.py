@@ -1,0 +1,84 @@
+"""ipvsadm -L -n text byte for byte, --stats/--rate, JSON, and /proc/net/ip_vs."""
+
+from __future__ import annotations
+
+from labkit.agent.ipvsadm import largenum, parse_proc, render_json, render_list, render_proc
+from labkit.agent.model import FLAG_PERSISTENT, RealServer, Stats, VirtualServer
+
+BLOG = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    "TCP  10.102.128.4:3080 rr persistent 10800\n"
+    "  -> 10.244.0.235:8080            Masq    1      0          0         \n"
+)
+
+
+def test_list_matches_the_blog_listing():
+    vs = VirtualServer("TCP", "10.102.128.4", 3080, "rr", FLAG_PERSISTENT, 10800,
+                       destinations=[RealServer("10.244.0.235", 8080)])
+    assert render_list([vs]) == BLOG
+
+
+def test_sorting_and_plain_vs_line():
+    a = VirtualServer("UDP", "10.96.0.10", 53, destinations=[RealServer("10.244.0.3", 53, active=0, inactive=7)])
+    b = VirtualServer("TCP", "10.96.0.10", 53,
+                      destinations=[RealServer("10.244.0.9", 53), RealServer("10.244.0.10", 53)])
+    c = VirtualServer("TCP", "10.96.0.1", 443, destinations=[RealServer("172.18.0.2", 6443, active=12)])
+    out = render_list([a, b, c]).splitlines(keepends=True)[3:]
+    assert out == [
+        "TCP  10.96.0.1:443 rr\n",
+        "  -> 172.18.0.2:6443              Masq    1      12         0         \n",
+        "TCP  10.96.0.10:53 rr\n",
+        "  -> 10.244.0.9:53                Masq    1      0          0         \n",
+        "  -> 10.244.0.10:53               Masq    1      0          0         \n",
+        "UDP  10.96.0.10:53 rr\n",
+        "  -> 10.244.0.3:53                Masq    1      0          7         \n",
+    ]
+
+
+def test_stats_and_rate():
+    vs = VirtualServer("TCP", "10.96.0.1", 443, stats=Stats(5, 100, 90, 123456789, 2_000_000_000),
+                       destinations=[RealServer("172.18.0.2", 6443, stats=Stats(5, 100, 90, 1000, 2000))])
+    lines = render_list([vs], stats=True).splitlines(keepends=True)
+    assert lines[1] == "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n"
+    assert lines[2] == "  -> RemoteAddress:Port\n"
+    # %-33s then five %9llu columns (K/M scaled from 10^8 on)
+    assert lines[3] == "TCP  10.96.0.1:443" + " " * 15 + "        5      100       90  123456K    2000M\n"
+    assert lines[4] == "  -> 172.18.0.2:6443" + " " * 13 + "        5      100       90     1000     2000\n"
+    exact = render_list([vs], stats=True, exact=True).splitlines()[3]
+    assert exact.endswith(" 123456789 2000000000")
+    rate = render_list([vs], rate=True).splitlines(keepends=True)
+    assert rate[1] == "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n"
+    # RS rate row: "  -> %-28s %8u %8u %8u" then two largenums
+    assert rate[4] == "  -> 172.18.0.2:6443" + " " * 13 + "        0        0        0        0        0\n"
+    assert largenum(99_999_999) == " 99999999" and largenum(10**15) == "    1000T"
+
+
+def test_json_form():
+    vs = VirtualServer("TCP", "10.96.0.1", 443, "rr", FLAG_PERSISTENT, 10800,
+                       destinations=[RealServer("172.18.0.2", 6443, active=1, inactive=2)])
+    j = render_json([vs])[0]
+    assert {k: j[k] for k in ("protocol", "address", "port", "scheduler", "persistent")} == {
+        "protocol": "TCP", "address": "10.96.0.1", "port": 443, "scheduler": "rr", "persistent": 10800}
+    d = j["destinations"][0]
+    assert {k: d[k] for k in ("address", "port", "forward", "weight", "active", "inactive")} == {
+        "address": "172.18.0.2", "port": 6443, "forward": "Masq", "weight": 1, "active": 1, "inactive": 2}
+    assert VirtualServer.from_dict(j).config_equal(vs)
+
+
+def test_proc_render_and_parse_octavia_lines():
+    text = ("IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+            "UDP  0A000002:0050 sh  \n"
+            "  -> 0A000063:0052      Masq    13     1          0         \n"
+            "TCP  0A660404:0C08 rr  persistent 10800 FFFFFFFF\n"
+            "  -> 0AF400EB:1F90      Masq    1      0          0         \n")
+    vss = parse_proc(text)
+    assert [(v.protocol, v.address, v.port, v.scheduler, v.timeout) for v in vss] == [
+        ("UDP", "10.0.0.2", 80, "sh", 0), ("TCP", "10.102.4.4", 3080, "rr", 10800)]
+    d = vss[0].destinations[0]
+    assert (d.address, d.port, d.forward, d.weight, d.active, d.inactive) == ("10.0.0.99", 82, "Masq", 13, 1, 0)
+    assert vss[1].persistent and vss[1].netmask == "255.255.255.255"
+    assert render_proc(vss) == text

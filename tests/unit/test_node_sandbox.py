@@ -1,0 +1,269 @@
+"""The node's sandboxes and workloads on real kernel objects (root, netns, veth, bridge, nftables).
+
+Traffic to cluster addresses is only ever sent from inside a pod's namespaces (nsenter), never from the
+host namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from labkit.node.cleanup import cluster_netns, cluster_processes
+from labkit.node.images import resolve_image
+from labkit.node.node import Node
+from labkit.node.zygote import ZygoteClient
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "nft")),
+    reason="needs root and ip/nsenter/unshare/nft")
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+
+
+def make_pod(name: str, namespace: str = "default", **spec) -> dict:
+    return {"metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}, "spec": spec}
+
+
+def in_pod(node: Node, sandbox, code: str) -> str:
+    """Run Python `code` inside the pod's namespaces; return its stdout."""
+    proc = subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", code]), capture_output=True, text=True,
+                          timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+HTTP_GET = """
+import socket, sys
+host, port, path, method = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+for attempt in range(100):  # the server may still be binding its socket
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        break
+    except ConnectionRefusedError:
+        import time; time.sleep(0.05)
+s.sendall(f"{method} {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+sys.stdout.buffer.write(data)
+"""
+
+UDP_ASK = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+for attempt in range(50):
+    s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recv(2048).decode(), end=""); break
+    except (TimeoutError, ConnectionRefusedError):
+        pass
+"""
+
+
+def http(node, sandbox, host, port, path="/", method="GET") -> tuple[str, dict[str, str], str]:
+    out = subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", HTTP_GET, host, str(port), path, method]),
+                         capture_output=True, timeout=20).stdout.decode()  # bytes: keep the CRLFs
+    head, _, body = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return lines[0], headers, body
+
+
+def udp(node, sandbox, host, port, msg) -> str:
+    return subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", UDP_ASK, host, str(port), msg]),
+                          capture_output=True, text=True, timeout=20).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    home = tmp_path_factory.mktemp("labkit-home")
+    node = Node(home)
+    node.start()
+    sa = home / "sa"
+    sa.mkdir()
+    for name, content in {"token": "tok123", "ca.crt": "CERT", "namespace": "default"}.items():
+        (sa / name).write_text(content)
+    pods = {
+        "a": make_pod("pod-a"),
+        "b": make_pod("pod-b"),
+        "c": make_pod("web-7b54d48599-2j79v"),
+        "d": make_pod("web-0", hostname="web-0", subdomain="nginx"),
+    }
+    boxes = {k: node.create_sandbox(p, str(sa) if k == "a" else None) for k, p in pods.items()}
+    specs = {"a": ("busybox", ["sleep", "3600"], None), "b": (AGNHOST, None, ["netexec"]),
+             "c": ("nginx:1.25.3", None, None), "d": (AGNHOST, None, ["serve-hostname", "--udp", "--http=false"])}
+
+    async def start():
+        for k, (image, command, args) in specs.items():
+            await node.start_container(boxes[k], "main", resolve_image(image, command, args), {"K": "v"})
+        await node.start_external_hosts()
+
+    asyncio.run(start())
+    yield node, boxes
+    node.stop()
+
+
+def test_pod_files_hostname_and_network(cluster):
+    node, boxes = cluster
+    a = boxes["a"]
+    out = in_pod(node, a, "import socket; print(open('/etc/resolv.conf').read() + '|' + socket.gethostname())")
+    assert out == ("search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n"
+                   "options ndots:5\n|pod-a\n")
+    hosts = in_pod(node, boxes["d"], "print(open('/etc/hosts').read(), end='')")
+    assert hosts.startswith("# Kubernetes-managed hosts file.\n")
+    assert hosts.endswith(f"{boxes['d'].ip}\tweb-0.nginx.default.svc.cluster.local\tweb-0\n")
+    sa = in_pod(node, a, "d='/var/run/secrets/kubernetes.io/serviceaccount/'; "
+                         "print([open(d+f).read() for f in ('token','ca.crt','namespace')])")
+    assert sa.strip() == "['tok123', 'CERT', 'default']"
+    addrs = subprocess.run(node.exec_argv(a, ["ip", "-4", "-o", "addr", "show", "eth0"]), capture_output=True,
+                           text=True).stdout
+    assert f"inet {a.ip}/24" in addrs
+    assert len({b.ip for b in boxes.values()}) == 4
+    # The host namespace knows nothing of the cluster.
+    host_routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    for net in ("10.244.", "10.96.", "203.0.113.", "172.18."):
+        assert net not in host_routes
+
+
+def test_agnhost_netexec_http_and_udp_by_pod_ip(cluster):
+    node, boxes = cluster
+    a, b = boxes["a"], boxes["b"]
+    status, _, body = http(node, a, b.ip, 8080, "/hostname")
+    assert status == "HTTP/1.1 200 OK" and body == "pod-b"
+    _, _, body = http(node, a, b.ip, 8080, "/clientip")
+    assert body.startswith(a.ip + ":")
+    status, _, body = http(node, a, b.ip, 8080, "/echo?msg=hi&code=418")
+    assert status.startswith("HTTP/1.1 418") and body == "hi"
+    _, _, body = http(node, a, b.ip, 8080, f"/dial?host={b.ip}&port=8081&protocol=udp&request=hostname&tries=2")
+    assert json.loads(body) == {"responses": ["pod-b", "pod-b"]}
+    assert udp(node, a, b.ip, 8081, "hostname") == "pod-b"
+    assert udp(node, a, b.ip, 8081, "echo Hello") == "hello"  # netexec lower-cases what it receives
+    assert udp(node, a, boxes["d"].ip, 9376, "x") == "web-0"  # serve-hostname --udp
+
+
+def test_nginx_answers_like_nginx(cluster):
+    node, boxes = cluster
+    status, headers, body = http(node, boxes["a"], boxes["c"].ip, 80, "/")
+    assert status == "HTTP/1.1 200 OK" and headers["Server"] == "nginx/1.25.3"
+    assert "<h1>Welcome to nginx!</h1>" in body and headers["Content-Length"] == str(len(body))
+    status, headers, body = http(node, boxes["a"], boxes["c"].ip, 80, "/", method="HEAD")
+    assert status == "HTTP/1.1 200 OK" and body == "" and int(headers["Content-Length"]) > 600
+    status, _, body = http(node, boxes["a"], boxes["c"].ip, 80, "/nope")
+    assert status == "HTTP/1.1 404 Not Found" and "<hr><center>nginx/1.25.3</center>" in body
+
+
+def test_outside_world_sees_the_node_address(cluster):
+    node, boxes = cluster
+    _, _, body = http(node, boxes["a"], "203.0.113.10", 80, "/")
+    assert body == "web1.example.net"
+    _, _, body = http(node, boxes["a"], "203.0.113.11", 80, "/clientip")
+    assert body.startswith("172.18.0.2:")  # masqueraded by the node, like kind's ip-masq-agent
+
+
+def test_container_exit_code_env_and_logs(cluster):
+    node, boxes = cluster
+    a = boxes["a"]
+
+    async def run() -> dict:
+        wl = resolve_image("busybox", ["sh", "-c", 'echo "out $K $HOSTNAME"; echo err >&2; exit 3'])
+        await node.start_container(a, "job", wl, {"K": "v1"}, restart_count=0)
+        first = await node.zygote.wait_exit(f"{a.uid}/job")
+        wl = resolve_image("busybox", ["sh", "-c", "echo second run; exit 0"])
+        await node.start_container(a, "job", wl, {}, restart_count=1)
+        second = await node.zygote.wait_exit(f"{a.uid}/job")
+        return {"first": first, "second": second}
+
+    result = asyncio.run(run())
+    assert result["first"]["exitCode"] == 3 and result["second"]["exitCode"] == 0
+    assert node.log_path(a, "job", 0).read_text() == "out v1 pod-a\nerr\n"
+    assert node.log_path(a, "job", 1).read_text() == "second run\n"
+
+
+def test_kill_reports_signal_exit_code(cluster):
+    node, boxes = cluster
+
+    async def run() -> dict:
+        cid = f"{boxes['a'].uid}/main"
+        await node.zygote.kill(cid, signal.SIGTERM)
+        return await node.zygote.wait_exit(cid)
+
+    rec = asyncio.run(run())
+    assert rec["exitCode"] == 143 and rec["signal"] == signal.SIGTERM
+
+
+def snapshot(prefix: str) -> dict:
+    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if prefix in line]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return {"netns": cluster_netns(prefix), "mounts": mounts, "procs": cluster_processes(prefix),
+            "host_links": sorted(line.split(":")[1].strip() for line in links.splitlines())}
+
+
+def test_cleanup_after_sigkill_leaves_nothing(tmp_path, capsys):
+    node = Node(tmp_path / "home")
+    before = snapshot(node.names.prefix)
+    assert before["netns"] == [] and before["procs"] == [] and before["mounts"] == []
+    node.start()
+    pods = [node.create_sandbox(make_pod(f"p{i}")) for i in range(10)]
+
+    async def start() -> None:
+        for i, sb in enumerate(pods):
+            image, args = [(AGNHOST, ["netexec"]), ("nginx", None), ("busybox", ["sleep", "1000"])][i % 3]
+            await node.start_container(sb, "main", resolve_image(image, None, args))
+        client = ZygoteClient(node.names.zygote_socket)
+        await client.ping()
+        await client.close()
+
+    asyncio.run(start())
+    during = snapshot(node.names.prefix)
+    assert len(during["netns"]) == 12 and len(during["procs"]) >= 11 and during["mounts"]
+    assert during["host_links"] == before["host_links"]  # the host namespace gets no links
+    pss = 0
+    for pid in during["procs"]:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1])
+    with capsys.disabled():
+        print(f"\n[node memory] 10 pods (4 netexec, 3 nginx, 3 sleep) + zygote: {len(during['procs'])} processes, "
+              f"{pss / 1024:.1f} MB PSS")
+    # Removing one sandbox kills its container and frees its namespace and IP.
+    node.remove_sandbox(pods[0].uid)
+    assert pods[0].netns not in cluster_netns(node.names.prefix)
+    assert node.sandboxes.ipam.ip_of(pods[0].uid) is None
+    assert len(cluster_processes(node.names.prefix)) == len(during["procs"]) - 1
+    # Simulate a crash: everything of the cluster dies at once, then the next `up` cleans up.
+    for pid in during["procs"]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    report = Node(tmp_path / "home").stop()
+    assert len(report.netns) == 11
+    assert snapshot(node.names.prefix) == before
+
+
+def test_runtime_for_api_server_exec_and_logs(cluster):
+    from labkit import errors
+    from labkit.node.runtime import NodeRuntime
+
+    node, boxes = cluster
+    runtime = NodeRuntime(node.names.home)
+    pod = {"metadata": {"name": "pod-b", "uid": boxes["b"].uid}}
+    out = subprocess.run(runtime.exec_argv(pod, "main", ["sh", "-c", "echo $K $HOSTNAME; hostname"], tty=False),
+                         capture_output=True, text=True, timeout=10).stdout
+    assert out == "v pod-b\npod-b\n"
+    log = runtime.log_file(pod, "main", previous=False)
+    assert "Started HTTP server on port 8080" in log.read_text()
+    with pytest.raises(errors.BadRequest, match="previous terminated container"):
+        runtime.log_file(pod, "main", previous=True)
+    with pytest.raises(errors.BadRequest, match="container not found"):
+        runtime.exec_argv(pod, "other", ["true"], tty=False)
