@@ -16,11 +16,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 SERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local", "labkit-control-plane")
 SERVER_IPS = ("127.0.0.1", "10.96.0.1", "172.18.0.2")
@@ -67,6 +62,12 @@ def ensure(pki_dir: Path) -> Pki:
     pki = Pki(pki_dir)
     if pki.exists():
         return pki
+    # Imported here: only the first start of a cluster generates anything.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     pki_dir.mkdir(parents=True, exist_ok=True)
     pki_dir.chmod(0o700)
     now = dt.datetime.now(dt.UTC)

@@ -79,8 +79,9 @@ def _default_handler(handler: Any) -> None:
 
 def _default_container(c: dict, host_network: bool) -> None:
     image = c.get("image")
-    if isinstance(image, str) and image and not c.get("imagePullPolicy"):
-        c["imagePullPolicy"] = _image_pull_policy(image)
+    if not c.get("imagePullPolicy"):
+        # An unparsable (empty) image gets IfNotPresent, as upstream ignores the parse error.
+        c["imagePullPolicy"] = _image_pull_policy(image) if isinstance(image, str) and image else "IfNotPresent"
     if not c.get("terminationMessagePath"):
         c["terminationMessagePath"] = "/dev/termination-log"
     if not c.get("terminationMessagePolicy"):
@@ -301,10 +302,10 @@ def _default_service(obj: dict, old: dict | None) -> None:
             spec["internalTrafficPolicy"] = "Cluster"
     if stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
         spec["allocateLoadBalancerNodePorts"] = True
+    # NormalizeClusterIPs (create): a client that set only the singular field.
+    if spec.get("clusterIP") and not spec.get("clusterIPs"):
+        spec["clusterIPs"] = [spec["clusterIP"]]
     if stype != "ExternalName":
-        # NormalizeClusterIPs (create): a client that set only the singular field.
-        if spec.get("clusterIP") and not spec.get("clusterIPs"):
-            spec["clusterIPs"] = [spec["clusterIP"]]
         # initIPFamilyFields on this single-stack IPv4 cluster.
         headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
         if not spec.get("ipFamilies"):

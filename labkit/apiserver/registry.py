@@ -140,7 +140,7 @@ class Registry:
         body = self._typed(kind, body)
         meta = body.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
-            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise _name_mismatch(meta["name"], name)
         meta["name"] = name
         self._check_namespace_field(kind, namespace, meta)
         old = self.store.get((kind.group, kind.plural), namespace or "", name)
@@ -264,7 +264,7 @@ class Registry:
             raise exc.to_api_error() from None
         meta = patched.setdefault("metadata", {})
         if meta.get("name", name) != name:
-            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise _name_mismatch(meta["name"], name)
         if strict and sub is None:
             self._strict_check(kind, patched)
         rv = meta.get("resourceVersion")
@@ -279,7 +279,7 @@ class Registry:
         applied = self._typed(kind, body)
         meta = applied.setdefault("metadata", {})
         if meta.get("name", name) != name:
-            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+            raise _name_mismatch(meta["name"], name)
         meta["name"] = name
         self._check_namespace_field(kind, namespace, meta)
         if strict:
@@ -344,9 +344,8 @@ class Registry:
             grace = opts.get("gracePeriodSeconds")
             if grace is None:
                 grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            if meta.get("deletionTimestamp"):
-                if grace >= int(meta.get("deletionGracePeriodSeconds") or 0):
-                    return obj  # already terminating; a longer grace cannot extend it
+            if meta.get("deletionTimestamp") and grace >= int(meta.get("deletionGracePeriodSeconds") or 0):
+                return obj  # already terminating; a longer grace cannot extend it
             when = datetime.now(UTC) + timedelta(seconds=int(grace))
             new_meta["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
             new_meta["deletionGracePeriodSeconds"] = int(grace)
@@ -556,3 +555,7 @@ def _same_object(old: dict, new: dict) -> bool:
         fields = [{k: v for k, v in e.items() if k != "time"} for e in o["metadata"].get("managedFields") or []]
         return {**o, "metadata": meta, "_fields": fields}
     return normal(old) == normal(new)
+
+
+def _name_mismatch(body_name: str, url_name: str) -> errors.BadRequest:
+    return errors.BadRequest(f"the name of the object ({body_name}) does not match the name on the URL ({url_name})")

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from labkit import errors, kinds
-from labkit.apiserver import discovery, openapi, protobuf, tables
+from labkit.apiserver import discovery, openapi, openapi_v2, protobuf, tables
 from labkit.apiserver.registry import Registry
 from labkit.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from labkit.apiserver.storage import WatchEvent
@@ -122,6 +122,8 @@ class ApiServer:
             return web.Response(text="ok")
         if path in ("/api", "/apis"):
             return self._discovery_root(request, core=(path == "/api"))
+        if path == "/openapi/v2":
+            return web.Response(body=openapi_v2.document(), headers={"Content-Type": openapi_v2.MEDIA_TYPE})
         if path.startswith("/openapi/"):
             return self._openapi(path)
         if path == "/":
@@ -216,7 +218,7 @@ class ApiServer:
                     kind, route.namespace, parse_label_selector(q.get("labelSelector")),
                     parse_field_selector(q.get("fieldSelector"), kind.plural), opts)
                 return _json_response(result)
-            raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
         if method == "POST" and route.sub == "binding":
             body = await self._read_body(request, None)
             return _json_response(self.registry.bind(route.namespace, route.name, body), status=201)

@@ -100,10 +100,7 @@ class Store:
 
     def list(self, resource: ResourceKey, namespace: str | None = None) -> list[dict]:
         bucket = self._objects.get(resource, {})
-        if namespace:
-            items = [obj for (ns, _), obj in bucket.items() if ns == namespace]
-        else:
-            items = list(bucket.values())
+        items = [obj for (ns, _), obj in bucket.items() if ns == namespace] if namespace else list(bucket.values())
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items
 

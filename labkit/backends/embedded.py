@@ -38,7 +38,6 @@ from pathlib import Path
 
 from labkit import errors
 from labkit import pki as pki_mod
-from labkit.client import Client, write_kubeconfig
 
 log = logging.getLogger("labkit.embedded")
 
@@ -312,11 +311,13 @@ class Supervisor:
         self.components = [c for c in self._plan() if importlib.util.find_spec(c.needs_module) is not None]
         await self._start(self.components[0])
         await self._wait_api()
+        # Imported only now: aiohttp takes a while to import, and the API server is already starting.
+        from labkit.backends import bootstrap
+        from labkit.client import Client, write_kubeconfig
+
         port = int(paths.port_file.read_text())
         write_kubeconfig(paths.kubeconfig, f"https://127.0.0.1:{port}", pki.admin_token.read_text().strip(),
                          pki.ca_cert.read_bytes())
-        from labkit.backends import bootstrap
-
         async with Client.from_kubeconfig(paths.kubeconfig, user_agent="labkit-bootstrap") as client:
             await bootstrap.ensure_objects(client)
         (paths.run / "ready").write_text("ok")

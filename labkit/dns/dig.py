@@ -242,7 +242,7 @@ class DigResult:
         return {
             "rcode": self.rcode,
             "flags": self.flags,
-            "question": {"name": q.name.to_text(), "type": dns.rdatatype.to_text(q.rdtype)} if q else None,
+            "question": {"name": q.name.to_text(), "type": dns.rdatatype.to_text(q.rdtype)} if q is not None else None,
             "answer": self.answer,
             "authority": self.authority,
             "additional": self.additional,
@@ -271,7 +271,7 @@ class DigResult:
     def __str__(self) -> str:
         m = self.message
         q = m.question[0] if m.question else None
-        qtext = f"{q.name} {dns.rdatatype.to_text(q.rdtype)}" if q else ""
+        qtext = f"{q.name} {dns.rdatatype.to_text(q.rdtype)}" if q is not None else ""
         lines = [f"; <<>> labkit dig <<>> @{self.server} {qtext}", ";; Got answer:", *self._header_lines()]
         if m.edns >= 0:
             flags = " do" if m.ednsflags & dns.flags.DO else ""

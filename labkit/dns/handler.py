@@ -17,6 +17,7 @@ answers with several addresses are cached as records and re-shuffled on every hi
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import struct
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from labkit.dns import wire
 from labkit.dns.records import Answer, Lookup, NeedUpstream, Question, UpstreamAnswer
 from labkit.dns.wire import RR, FormError, Name, Query
 
+log = logging.getLogger("labkit.dns")
 REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")
 SHUFFLED = (wire.A, wire.AAAA, wire.MX)
 
@@ -126,6 +128,7 @@ class Handler:
         self.loadbalance = loadbalance
         self.forward_timeout = forward_timeout
         self.cache_size = cache_size
+        self.errors = 0  # queries that raised inside the handler (answered SERVFAIL): should stay 0
         self._cache: dict[tuple[bool, bytes], _Cached] = {}
         self._cache_gen = self.index.generation
         zones = [lookup.zone, *REVERSE_ZONES]
@@ -183,6 +186,8 @@ class Handler:
         try:
             return await self._answer(q, data, proto, family, tcp)
         except Exception:  # never let one query take the server down: SERVFAIL like CoreDNS's panic recovery
+            self.errors += 1
+            log.exception("answering %s failed", wire.name_to_text(q.qname))
             return Result(self._error(q, wire.SERVFAIL, proto, family), q.qtype, wire.SERVFAIL, "")
 
     async def _answer(self, q: Query, data: bytes, proto: str, family: int, tcp: bool) -> Result:

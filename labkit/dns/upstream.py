@@ -113,7 +113,7 @@ class UpstreamData:
         node = zone.nodes.setdefault(owner, {})
 
         def put(rdtype: str, text: str) -> None:
-            rd = dns.rdata.from_text("IN", rdtype, text, origin=zone.origin)
+            rd = dns.rdata.from_text("IN", rdtype, text, origin=zone.origin, relativize=False)
             rrset = node.get(rd.rdtype)
             if rrset is None:
                 rrset = node[rd.rdtype] = dns.rrset.RRset(owner, dns.rdataclass.IN, rd.rdtype)
@@ -204,7 +204,11 @@ class UpstreamHandler:
         elif question.rdclass != dns.rdataclass.IN or qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             r.set_rcode(dns.rcode.REFUSED)
         else:
-            self._answer(r, question.name, qtype)
+            try:
+                self._answer(r, question.name, qtype)
+            except Exception:
+                r = dns.message.make_response(q)
+                r.set_rcode(dns.rcode.SERVFAIL)
         size = 65535 if proto == "tcp" else (max(512, q.payload) if q.edns >= 0 else 512)
         try:
             reply = r.to_wire(max_size=size)

@@ -175,7 +175,7 @@ def test_watch_prints_rows_as_objects_change(cluster: Cluster, namespace: str) -
         lines: list[str] = []
         assert watcher.stdout is not None
 
-        def read_until(predicate, timeout: float = 10.0) -> None:  # noqa: ANN001
+        def read_until(predicate, timeout: float = 10.0) -> None:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 line = watcher.stdout.readline()

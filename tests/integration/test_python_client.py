@@ -98,14 +98,14 @@ def _apiserver_pid(cluster: Cluster) -> int:
     return int((cluster.home / "run" / "apiserver.pid").read_text())
 
 
-def _wait_restarted(cluster: Cluster, old_pid: int, core) -> None:  # noqa: ANN001
+def _wait_restarted(cluster: Cluster, old_pid: int, core) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             if _apiserver_pid(cluster) != old_pid:
                 core.list_namespace()
                 return
-        except Exception:  # noqa: BLE001 — still restarting
+        except Exception:
             pass
         time.sleep(0.05)
     raise AssertionError("the API server did not come back")

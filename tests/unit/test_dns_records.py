@@ -471,3 +471,55 @@ def test_index_ignores_unserved_changes(index: ClusterIndex) -> None:
     assert index.generation == gen
     index.on_service("MODIFIED", f.service("web", "lab", cluster_ips=["10.96.5.5"], ports=[{"port": 81}]))
     assert index.generation == gen + 1
+
+
+async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve`'s informer wiring with a fake client: the four resources land in the index, then it is synced."""
+    import asyncio
+
+    import labkit.client
+    from labkit.dns.__main__ import run_informers
+
+    objects = {"namespaces": [f.namespace("default")], "pods": [],
+               "services": [f.service("a", "default", cluster_ips=["10.96.0.20"])], "endpointslices": []}
+
+    class FakeClient:
+        closed = False
+
+        @classmethod
+        def in_cluster(cls) -> FakeClient:
+            return cls()
+
+        async def close(self) -> None:
+            FakeClient.closed = True
+
+    class FakeInformer:
+        def __init__(self, client: FakeClient, resource: str) -> None:
+            self.resource, self.handlers, self.synced = resource, [], asyncio.Event()
+
+        def add_handler(self, fn) -> None:
+            self.handlers.append(fn)
+
+        async def wait_synced(self) -> None:
+            await self.synced.wait()
+
+        async def run(self) -> None:
+            for obj in objects[self.resource]:
+                for fn in self.handlers:
+                    fn("ADDED", obj, None)
+            self.synced.set()
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(labkit.client, "Client", FakeClient)
+    monkeypatch.setattr(labkit.client, "Informer", FakeInformer)
+    idx = ClusterIndex()
+    task = asyncio.create_task(run_informers(idx, None))
+    for _ in range(100):
+        if idx.synced:
+            break
+        await asyncio.sleep(0.01)
+    assert idx.synced and idx.service("default", "a") is not None and idx.namespace_exists("default")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert FakeClient.closed

@@ -68,7 +68,8 @@ def test_bad_name_and_no_ports_give_two_causes_and_the_api_servers_message() -> 
     obj = {"metadata": {"name": "Bad_Name", "namespace": "default"}, "spec": {"selector": {"app": "x"}}}
     got = validate(SVC, defaulted(SVC, obj))
     assert got == [
-        {"reason": "FieldValueInvalid", "message": f'Invalid value: "Bad_Name": {DNS1035_MSG}', "field": "metadata.name"},
+        {"reason": "FieldValueInvalid", "message": f'Invalid value: "Bad_Name": {DNS1035_MSG}',
+         "field": "metadata.name"},
         {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.ports"},
     ]
     err = invalid("Service", "Bad_Name", got)
@@ -89,7 +90,8 @@ def test_namespace_and_pod_name_rules() -> None:
         ("metadata.name", "FieldValueInvalid", f'Invalid value: "Team_A": {DNS1123_LABEL_MSG}')]
     pod = {"metadata": {"name": "Web", "namespace": "default"},
            "spec": {"containers": [{"name": "web", "image": "nginx"}]}}
-    assert causes(POD, pod) == [("metadata.name", "FieldValueInvalid", f'Invalid value: "Web": {DNS1123_SUBDOMAIN_MSG}')]
+    assert causes(POD, pod) == [
+        ("metadata.name", "FieldValueInvalid", f'Invalid value: "Web": {DNS1123_SUBDOMAIN_MSG}')]
 
 
 def test_headless_and_external_name_services_need_no_ports() -> None:
@@ -114,7 +116,8 @@ def test_external_name_rules() -> None:
 
 def test_cluster_ip_none_on_node_port() -> None:
     assert causes(SVC, service(type="NodePort", clusterIP="None")) == [
-        ("spec.clusterIPs[0]", "FieldValueInvalid", "Invalid value: \"None\": may not be set to 'None' for NodePort services")]
+        ("spec.clusterIPs[0]", "FieldValueInvalid",
+         "Invalid value: \"None\": may not be set to 'None' for NodePort services")]
 
 
 def test_bad_cluster_ip() -> None:
@@ -152,7 +155,8 @@ def test_port_numbers_and_target_port_names() -> None:
         ("spec.ports[0].port", "FieldValueInvalid", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
         ("spec.ports[0].targetPort", "FieldValueInvalid",
          'Invalid value: "Web--Port": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)'),
-        ("spec.ports[0].targetPort", "FieldValueInvalid", 'Invalid value: "Web--Port": must not contain consecutive hyphens'),
+        ("spec.ports[0].targetPort", "FieldValueInvalid",
+         'Invalid value: "Web--Port": must not contain consecutive hyphens'),
     ]
 
 
@@ -162,10 +166,12 @@ def test_node_port_forbidden_on_cluster_ip_and_bad_type_and_affinity() -> None:
     assert causes(SVC, obj) == [
         ("spec.ports[0].nodePort", "FieldValueForbidden", "Forbidden: may not be used when `type` is 'ClusterIP'")]
     assert causes(SVC, service(sessionAffinity="Sticky")) == [
-        ("spec.sessionAffinity", "FieldValueNotSupported", 'Unsupported value: "Sticky": supported values: "ClientIP", "None"')]
+        ("spec.sessionAffinity", "FieldValueNotSupported",
+         'Unsupported value: "Sticky": supported values: "ClientIP", "None"')]
     got = causes(SVC, service(type="Balancer"))
     assert ("spec.type", "FieldValueNotSupported",
-            'Unsupported value: "Balancer": supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"') in got
+            'Unsupported value: "Balancer": supported values: '
+            '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"') in got
 
 
 def test_client_ip_affinity_timeout_range() -> None:
@@ -319,10 +325,12 @@ def test_endpoint_slice_rules() -> None:
            "endpoints": [{"addresses": ["203.0.113.10"]}, {"addresses": ["2001:db8::1"]}],
            "ports": [{"name": "pg", "port": 5432}]}
     assert causes(SLICE, obj) == [
-        ("endpoints[1].addresses[0]", "FieldValueInvalid", 'Invalid value: "2001:db8::1": must be a valid IPv4 address')]
+        ("endpoints[1].addresses[0]", "FieldValueInvalid",
+         'Invalid value: "2001:db8::1": must be a valid IPv4 address')]
     old = defaulted(SLICE, {**obj, "endpoints": []})
     changed = {**obj, "addressType": "IPv6", "endpoints": []}
-    assert causes(SLICE, changed, old) == [("addressType", "FieldValueInvalid", 'Invalid value: "IPv6": field is immutable')]
+    assert causes(SLICE, changed, old) == [
+        ("addressType", "FieldValueInvalid", 'Invalid value: "IPv6": field is immutable')]
 
 
 # -- robustness and speed -----------------------------------------------------------------------
