@@ -16,12 +16,13 @@ import signal
 import time
 from typing import Any
 
+from labkit import aio
 from labkit.agent.control import serve_control
 from labkit.agent.desired import compute_desired
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
 from labkit.agent.model import Table
 from labkit.agent.sync import Syncer
-from labkit.agent.userspace import NetnsSockets, UserspaceDataPlane, install_uvloop
+from labkit.agent.userspace import NetnsSockets, UserspaceDataPlane
 
 log = logging.getLogger("labkit.agent")
 
@@ -206,8 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    install_uvloop()
-    asyncio.run(amain(args))
+    aio.run(amain(args))
 
 
 if __name__ == "__main__":

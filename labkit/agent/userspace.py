@@ -648,14 +648,4 @@ def _ignore_result(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-def install_uvloop() -> bool:
-    """Use uvloop's event loop policy when uvloop is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
 Snapshot = Callable[[], Table]

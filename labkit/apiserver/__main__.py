@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from pathlib import Path
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from labkit import pki as pki_mod
 from labkit.apiserver.registry import Registry
 from labkit.apiserver.server import ApiServer, ssl_context
 from labkit.apiserver.storage import Store
-from labkit.netns import listen_in_netns
+from labkit.netns import NETNS_DIR, listen_in_netns
 
 
 def _loopback_socket(port_file: Path) -> socket.socket:
@@ -35,6 +36,29 @@ def _loopback_socket(port_file: Path) -> socket.socket:
     tmp.write_text(str(sock.getsockname()[1]))
     tmp.replace(port_file)
     return sock
+
+
+def _warm_openapi() -> None:
+    from labkit.apiserver import openapi
+
+    openapi.openapi_v3_index()
+
+
+async def _listen_in_node(runner: web.AppRunner, ctx: ssl.SSLContext, netns: str, host: str, port: int) -> None:
+    """Also serve at the node's address, once the supervisor has made the node's namespace.
+
+    IP_FREEBIND lets the socket bind before the address is configured on the node's eth0.
+    """
+    path = NETNS_DIR / netns
+    for _ in range(500):
+        if path.exists():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        logging.getLogger("labkit.apiserver").error("node namespace %s never appeared", netns)
+        return
+    sock = await asyncio.to_thread(listen_in_netns, netns, host, port, freebind=True)
+    await web.SockSite(runner, sock, ssl_context=ctx).start()
 
 
 async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
@@ -51,18 +75,20 @@ async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
     ctx = ssl_context(str(pki.server_cert), str(pki.server_key))
-    sockets = [_loopback_socket(home / "apiserver.port")]
+    await web.SockSite(runner, _loopback_socket(home / "apiserver.port"), ssl_context=ctx).start()
+    (home / "apiserver.ready").write_text("ok")
+    loop = asyncio.get_running_loop()
+    # Build the OpenAPI documents and the field schema now, off the request path: the first
+    # `kubectl apply` would otherwise wait about a second for them.
+    warm = loop.run_in_executor(None, _warm_openapi)
     if node_netns:
         host, _, port = node_address.rpartition(":")
-        sockets.append(listen_in_netns(node_netns, host, int(port)))
-    for sock in sockets:
-        await web.SockSite(runner, sock, ssl_context=ctx).start()
-    (home / "apiserver.ready").write_text("ok")
+        await _listen_in_node(runner, ctx, node_netns, host, int(port))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    warm.cancel()
     await runner.cleanup()
     store.close()
 

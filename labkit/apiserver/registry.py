@@ -193,7 +193,7 @@ class Registry:
                     "reason": "FieldValueForbidden", "field": "metadata.finalizers",
                     "message": "Forbidden: no new finalizers can be added if the object is being deleted, found "
                                f"new finalizers {sorted(added)!r}".replace("'", '"')}], kind.group)
-        defaults.apply_defaults(kind, new)
+        defaults.apply_defaults(kind, new, old)
         causes = validation.validate(kind, new, old)
         if causes:
             raise errors.invalid(kind.kind, old_meta["name"], causes, kind.group)

@@ -22,8 +22,6 @@ import re
 import typing
 from dataclasses import dataclass
 
-import kubernetes.client.models as _models
-
 from labkit.kinds import ResourceKind
 
 
@@ -67,7 +65,10 @@ def parse_type(type_str: str) -> FieldType:
 
 
 def model_class(name: str) -> type | None:
-    cls = getattr(_models, name, None)
+    # Imported on first use: the client's models take ~0.4 s to import, which `labkit up` should not wait for.
+    import kubernetes.client.models as models
+
+    cls = getattr(models, name, None)
     return cls if isinstance(cls, type) and hasattr(cls, "openapi_types") else None
 
 

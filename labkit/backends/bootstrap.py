@@ -6,6 +6,8 @@ converges without duplicating anything.
 
 from __future__ import annotations
 
+import asyncio
+
 from labkit import errors
 from labkit.client import Client
 
@@ -146,9 +148,13 @@ def kube_dns() -> list[dict]:
 
 
 async def ensure_objects(client: Client) -> None:
-    """Create every bootstrap object that does not exist yet."""
-    for obj in [*namespaces(), node(), *kubernetes_service(), *kube_dns()]:
+    """Create every bootstrap object that does not exist yet (namespaces first: the rest live in them)."""
+
+    async def ensure(obj: dict) -> None:
         try:
             await client.create(obj)
         except errors.AlreadyExists:
-            continue
+            pass
+
+    await asyncio.gather(*(ensure(ns) for ns in namespaces()))
+    await asyncio.gather(*(ensure(obj) for obj in [node(), *kubernetes_service(), *kube_dns()]))

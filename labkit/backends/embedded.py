@@ -23,13 +23,11 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
 import json
 import logging
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -42,6 +40,9 @@ from labkit import pki as pki_mod
 log = logging.getLogger("labkit.embedded")
 
 PR_SET_PDEATHSIG = 1
+NODE_NAME = "labkit-control-plane"
+NODE_IP = "172.18.0.2"
+UPSTREAM_DNS = "203.0.113.53"
 
 
 def default_home() -> Path:
@@ -117,6 +118,7 @@ def _api_ready(paths: Paths) -> bool:
     except (OSError, ValueError):
         return False
     import http.client
+    import ssl
 
     ctx = ssl.create_default_context(cadata=ca)
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=1)
@@ -234,6 +236,18 @@ class Component:
     exits: list[int] = field(default_factory=list)
 
 
+def _import_client() -> None:
+    import labkit.backends.bootstrap
+    import labkit.client  # noqa: F401
+
+
+def _module_exists(module: str) -> bool:
+    """Whether labkit ships this module, without importing its package (some are slow to import)."""
+    base = Path(__file__).resolve().parent.parent.parent
+    path = base.joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -246,11 +260,35 @@ class Supervisor:
         self._stop = asyncio.Event()
 
     def _plan(self) -> list[Component]:
+        """The cluster's processes, in start order. The API server comes first; the rest need it."""
+        from labkit.node.names import Names
+
+        names = Names.for_home(self.paths.home)
         home, kc, py = str(self.paths.home), str(self.paths.kubeconfig), sys.executable
-        plan = [Component("apiserver", [py, "-m", "labkit.apiserver", "--home", home], "labkit.apiserver.__main__")]
-        plan.append(Component("controller-manager", [py, "-m", "labkit.controllers", "--kubeconfig", kc],
-                              "labkit.controllers.__main__"))
-        return plan
+        node_netns, ext_netns = names.node_netns, names.ext_netns
+        run = self.paths.run
+        in_ext = ["nsenter", f"--net={Names.netns_path(ext_netns)}", "--"]
+        return [
+            Component("apiserver", [py, "-m", "labkit.apiserver", "--home", home, "--node-netns", node_netns],
+                      "labkit.apiserver.__main__"),
+            Component("controller-manager", [py, "-m", "labkit.controllers", "--kubeconfig", kc],
+                      "labkit.controllers.__main__"),
+            Component("node", [py, "-m", "labkit.node", "--kubeconfig", kc, "--home", home],
+                      "labkit.node.__main__"),
+            # Short drain timers: a lab shows a deleted pod leave the table in seconds, not minutes.
+            Component("ipvs-agent", [py, "-m", "labkit.agent", "--kubeconfig", kc, "--node-name", NODE_NAME,
+                                     "--backend", "userspace", "--netns", node_netns,
+                                     "--control-socket", str(run / "ipvs.sock"), "--node-ip", NODE_IP,
+                                     "--tcp-fin-timeout", "5", "--graceful-check-period", "2"],
+                      "labkit.agent.__main__"),
+            Component("outside-dns", [*in_ext, py, "-m", "labkit.dns", "upstream", "--listen",
+                                      f"{UPSTREAM_DNS}:53", *self._upstream_config()],
+                      "labkit.dns.upstream"),
+        ]
+
+    def _upstream_config(self) -> list[str]:
+        config = self.paths.home / "outside-world.yaml"
+        return ["--config", str(config)] if config.exists() else []
 
     async def _start(self, comp: Component) -> None:
         with open(self.paths.logs / f"{comp.name}.log", "ab") as out:
@@ -303,15 +341,23 @@ class Supervisor:
         paths.logs.mkdir(parents=True, exist_ok=True)
         cleanup_leftovers(paths)
         paths.pid_file.write_text(str(os.getpid()))
-        pki = pki_mod.ensure(paths.home / "pki")
         (paths.home / "apiserver.ready").unlink(missing_ok=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        self.components = [c for c in self._plan() if importlib.util.find_spec(c.needs_module) is not None]
+        self.components = [c for c in self._plan() if _module_exists(c.needs_module)]
+        # The API server starts first (it makes the PKI on a first start); the node's network is
+        # built meanwhile, and the API server starts listening inside it once it exists.
         await self._start(self.components[0])
+        from labkit.node.names import Names
+        from labkit.node.network import NodeNetwork
+
+        network = asyncio.create_task(asyncio.to_thread(NodeNetwork(Names.for_home(paths.home)).setup))
+        # aiohttp takes a while to import: do it while the API server starts.
+        client_modules = asyncio.create_task(asyncio.to_thread(_import_client))
         await self._wait_api()
-        # Imported only now: aiohttp takes a while to import, and the API server is already starting.
+        await client_modules
+        pki = pki_mod.Pki(paths.home / "pki")
         from labkit.backends import bootstrap
         from labkit.client import Client, write_kubeconfig
 
@@ -321,6 +367,7 @@ class Supervisor:
         async with Client.from_kubeconfig(paths.kubeconfig, user_agent="labkit-bootstrap") as client:
             await bootstrap.ensure_objects(client)
         (paths.run / "ready").write_text("ok")
+        await network
         for comp in self.components[1:]:
             await self._start(comp)
         watchers = [asyncio.create_task(self._keep_running(c)) for c in self.components]

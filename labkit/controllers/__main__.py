@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from labkit import aio
+
 
 async def _main(kubeconfig: str) -> None:
     from labkit.client import Client
@@ -35,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(_main(args.kubeconfig))
+    aio.run(_main(args.kubeconfig))
     return 0
 
 

@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from labkit import aio
 from labkit.dns.dig import dig_main, parse_resolv_conf, query_main
 from labkit.dns.handler import Handler
 from labkit.dns.index import ClusterIndex
@@ -133,8 +134,7 @@ def serve_main(argv: list[str]) -> int:
     index = ClusterIndex()
     handler = Handler(Lookup(index, args.zone, args.ttl, args.pods, own), upstreams_from(args.resolv_conf, set(own)))
     server = DNSServer(handler, host, port, http_host=args.http_host)
-    _install_uvloop()
-    asyncio.run(_serve_forever(server, [run_informers(index, args.kubeconfig)]))
+    aio.run(_serve_forever(server, [run_informers(index, args.kubeconfig)]))
     return 0
 
 
@@ -147,16 +147,8 @@ def upstream_main(argv: list[str]) -> int:
     server = DNSServer(
         UpstreamHandler(load_config(args.config)), host, port, ready_port=None, health_port=None, metrics_port=None
     )
-    _install_uvloop()
-    asyncio.run(_serve_forever(server, []))
+    aio.run(_serve_forever(server, []))
     return 0
-
-
-def _install_uvloop() -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,679 @@
+"""The node agent's control loop ("kubelet"): pods bound to this node → sandboxes, containers, probes, status.
+
+    kubelet = Kubelet(client, Node(home), home, node_name="labkit-control-plane")
+    await kubelet.run()          # never returns; containers outlive the agent (they belong to the zygote)
+
+One `PodWorker` per pod UID, level-triggered and coalesced: informer events, container exits, probe results
+and back-off timers only set its wake-up flag; one sync then compares what runs with the pod's spec, starts
+or restarts containers (CrashLoopBackOff / ImagePullBackOff like kubelet), and writes the status when it
+changed. A deletionTimestamp makes it stop the containers (SIGTERM, grace period, SIGKILL), remove the
+sandbox and delete the pod with grace 0. After an agent restart the worker adopts the containers the zygote
+still runs; sandboxes whose pod is gone are removed at start.
+
+Sources (read, not copied), kubernetes v1.32: pkg/kubelet/kuberuntime/kuberuntime_manager.go
+(computePodActions, doBackOff: "back-off %s restarting failed container=%s pod=%s", BackOff event),
+kuberuntime_container.go (Created/Started/Killing events), pkg/kubelet/images/image_manager.go (Pulled,
+Failed, BackOff messages; PR #127918 puts the pull error in the ImagePullBackOff message),
+pkg/kubelet/nodestatus/setters.go (node conditions), pkg/kubelet/pod_workers.go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit import errors
+from labkit.client import Client, Informer
+from labkit.controllers.events import EventRecorder
+from labkit.node import status as st_mod
+from labkit.node.images import ImageError, resolve_image
+from labkit.node.node import Node, container_id
+from labkit.node.nsutil import NetnsSockets
+from labkit.node.probes import Prober, probe_loop
+from labkit.node.sandbox import Sandbox, ensure_private_dir
+from labkit.node.status import Backoff, fmt_time, go_duration, pod_ref
+
+log = logging.getLogger("labkit.node.kubelet")
+
+NODE_NAME = "labkit-control-plane"
+HEARTBEAT_SECONDS = 10.0
+DEFAULT_GRACE = 30
+
+
+class KubeletRecorder(EventRecorder):
+    """client-go's recorder plus `involvedObject.fieldPath` (`spec.containers{nginx}`) for container events."""
+
+    def make_event(self, obj: dict, etype: str, reason: str, message: str) -> dict:
+        ev = super().make_event(obj, etype, reason, message)
+        if obj.get("_fieldPath"):
+            ev["involvedObject"]["fieldPath"] = obj["_fieldPath"]
+        return ev
+
+
+@dataclass
+class ContainerState:
+    """What the kubelet knows of one container of a pod (its current or last run)."""
+
+    name: str
+    restart_count: int = 0
+    record: dict[str, Any] | None = None        # the zygote's record of the current/last run
+    exit_time: float = 0.0                        # wall time its exit was seen
+    last_terminated: dict[str, Any] | None = None
+    waiting: tuple[str, str] = ("ContainerCreating", "")
+    started: bool = False
+    ready: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    probers: list[asyncio.Task[None]] = field(default_factory=list)
+    probers_for: int | None = None                # pid the probers watch
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    ever_ran: bool = False
+
+    @property
+    def running(self) -> bool:
+        return bool(self.record and self.record.get("running"))
+
+
+def terminated_state(rec: dict[str, Any], cid: str) -> dict[str, Any]:
+    code = int(rec.get("exitCode") or 0)
+    return {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": rec.get("startedAt"),
+            "finishedAt": rec.get("finishedAt"), "containerID": cid}
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class PodWorker:
+    """Keeps one pod's containers and status in line with its spec."""
+
+    def __init__(self, kubelet: Kubelet, pod: dict[str, Any]) -> None:
+        self.kl = kubelet
+        self.pod = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self.gone = False
+        self.sandbox: Sandbox | None = None
+        self.containers: dict[str, ContainerState] = {}
+        self.adopted = False
+        self.start_time: str | None = (pod.get("status") or {}).get("startTime")
+        self.last_written: Any = None
+        self.last_written_rv = 0
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.task = asyncio.create_task(self._run(), name=f"pod-{pod['metadata']['name']}")
+
+    # ---- triggers ----
+    def update(self, pod: dict[str, Any]) -> None:
+        if _rv(pod) and _rv(pod) < _rv(self.pod):
+            return  # an older copy than one we already have (e.g. our own status write's response)
+        self.pod = pod
+        self._wake.set()
+
+    def mark_gone(self) -> None:
+        self.gone = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_at(self, when: float) -> None:
+        """Sync again at wall time `when` (the earliest such request wins)."""
+        loop = asyncio.get_running_loop()
+        if self._timer is not None and not self._timer.cancelled() and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_later(max(0.0, when - time.time()) + 0.01, self._wake.set)
+
+    # ---- loop ----
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                if await self.sync():
+                    break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync of pod %s failed; retrying", self.key)
+                self.wake_at(time.time() + 1.0)
+        for c in self.containers.values():
+            self._stop_probers(c)
+        if self.kl.workers.get(self.uid) is self:
+            del self.kl.workers[self.uid]
+
+    @property
+    def key(self) -> str:
+        md = self.pod["metadata"]
+        return f"{md.get('namespace')}/{md['name']}"
+
+    def event(self, etype: str, reason: str, message: str, container: str | None = None) -> None:
+        obj = {**self.pod, "apiVersion": "v1", "kind": "Pod"}
+        if container:
+            obj["_fieldPath"] = f"spec.containers{{{container}}}"
+        self.kl.recorder.event(obj, etype, reason, message)
+
+    async def sync(self) -> bool:
+        """One pass; True when the worker is done (pod gone or terminated and deleted)."""
+        pod = self.pod
+        if self.gone:
+            await self._kill_all(0)
+            await self._remove_sandbox()
+            return True
+        if pod["metadata"].get("deletionTimestamp"):
+            await self._terminate()
+            return True
+        if not self.adopted:
+            self._adopt()
+        if self.sandbox is None:
+            self.sandbox = await self.kl.ensure_sandbox(pod)
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            await self._sync_container(c)
+        await self._write_status()
+        return False
+
+    # ---- adoption after an agent restart ----
+    def _adopt(self) -> None:
+        self.adopted = True
+        self.sandbox = self.kl.node.get_sandbox(self.pod)
+        api = {s["name"]: s for s in (self.pod.get("status") or {}).get("containerStatuses") or []}
+        for c in (self.pod.get("spec") or {}).get("containers") or []:
+            name = c["name"]
+            st = self.containers.setdefault(name, ContainerState(name))
+            rec = self.kl.records.get(container_id(self.uid, name))
+            if rec is None or self.sandbox is None:
+                continue
+            st.record, st.ever_ran = rec, True
+            meta = Path(self.sandbox.pod_dir) / "containers" / f"{name}.json"
+            try:
+                doc = json.loads(meta.read_text())
+                st.restart_count = int(doc.get("restartCount") or 0)
+                st.env = dict(doc.get("env") or {})
+            except (OSError, ValueError):
+                st.restart_count = int(api.get(name, {}).get("restartCount") or 0)
+            st.last_terminated = (api.get(name, {}).get("lastState") or {}).get("terminated")
+            if not rec.get("running"):
+                st.exit_time = st_mod.parse_time(rec.get("finishedAt")) or time.time()
+                st.exited.set()
+            log.info("adopted container %s of pod %s (running=%s)", name, self.key, rec.get("running"))
+
+    # ---- containers ----
+    def _state(self, name: str) -> ContainerState:
+        return self.containers.setdefault(name, ContainerState(name))
+
+    async def _sync_container(self, c: dict[str, Any]) -> None:
+        name = c["name"]
+        st = self._state(name)
+        if st.running:
+            self._ensure_probers(c, st)
+            return
+        if st.record is not None:  # it ran and exited
+            self._stop_probers(st)
+            policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+            if policy == "Never" or (policy == "OnFailure" and st.record.get("exitCode") == 0):
+                return
+            key = (self.uid, name)
+            now = time.time()
+            # The run that just ended becomes lastState (what `kubectl get pods` shows as "(10s ago)").
+            st.last_terminated = terminated_state(st.record, st_mod.container_id(self.uid, name, st.restart_count))
+            if self.kl.backoff.in_backoff_since(key, st.exit_time, now):
+                duration = self.kl.backoff.get(key)
+                st.waiting = ("CrashLoopBackOff", f"back-off {go_duration(duration)} restarting failed "
+                                                  f"container={name} pod={pod_ref(self.pod)}")
+                self.event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                                                 f"{pod_ref(self.pod)}", name)
+                self.wake_at(st.exit_time + duration)
+                return
+            self.kl.backoff.next(key, now)
+            st.restart_count += 1
+            st.record = None
+        await self._start_container(c, st)
+
+    async def _start_container(self, c: dict[str, Any], st: ContainerState) -> None:
+        assert self.sandbox is not None
+        name, image = c["name"], c.get("image", "")
+        env = st_mod.container_env(self.pod, c, self.kl.services.items(), self.sandbox.ip)
+        command, args = st_mod.container_command(c, env)
+        workload = resolve_image(image, command, args)
+        if isinstance(workload, ImageError):
+            self._image_error(image, workload, st, name)
+            return
+        self.kl.pull_backoff.reset((self.uid, image))
+        self.event("Normal", "Pulled", f'Container image "{image}" already present on machine', name)
+        st.env = env
+        cid = container_id(self.uid, name)
+        rec = await self.kl.node.start_container(self.sandbox, name, workload, env, restart_count=st.restart_count,
+                                                 working_dir=c.get("workingDir"))
+        seen = self.kl.records.get(cid)
+        if seen is not None and seen.get("pid") == rec["pid"] and not seen.get("running"):
+            rec = seen  # it already exited (the exit event overtook the spawn reply)
+        else:
+            self.kl.records[cid] = rec
+        st.record, st.ever_ran, st.waiting = rec, True, ("", "")
+        st.started = st.ready = False
+        st.exited = asyncio.Event()
+        if not rec.get("running"):
+            st.exit_time = time.time()
+            st.exited.set()
+        self.event("Normal", "Created", f"Created container: {name}", name)
+        self.event("Normal", "Started", f"Started container {name}", name)
+        if rec.get("running"):
+            self._ensure_probers(c, st)
+        else:
+            self.wake()
+
+    def _image_error(self, image: str, err: ImageError, st: ContainerState, name: str) -> None:
+        key = (self.uid, image)
+        now = time.time()
+        backoff = self.kl.pull_backoff
+        if backoff.in_backoff_since_update(key, now):
+            st.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}": {err.reason}: {err.message}')
+            self.event("Normal", "BackOff", f'Back-off pulling image "{image}"', name)
+            self.event("Warning", "Failed", "Error: ImagePullBackOff", name)
+            duration, last = backoff.entries[key]
+            self.wake_at(last + duration)
+            return
+        backoff.next(key, now)
+        st.waiting = (err.reason, err.message)
+        self.event("Normal", "Pulling", f'Pulling image "{image}"', name)
+        self.event("Warning", "Failed", err.message, name)
+        self.event("Warning", "Failed", f"Error: {err.reason}", name)
+        self.wake_at(now + 1.0)  # kubelet's next sync shows ImagePullBackOff
+
+    def on_exit(self, name: str, rec: dict[str, Any]) -> None:
+        st = self.containers.get(name)
+        if st is None or st.record is None or st.record.get("pid") != rec.get("pid"):
+            return
+        st.record = rec
+        st.exit_time = time.time()
+        st.ready = False
+        self._stop_probers(st)
+        st.exited.set()
+        self._wake.set()
+
+    # ---- probes ----
+    def _ensure_probers(self, c: dict[str, Any], st: ContainerState) -> None:
+        assert st.record is not None
+        pid = st.record["pid"]
+        if st.probers_for == pid:
+            return
+        self._stop_probers(st)
+        st.probers_for = pid
+        st.started = "startupProbe" not in c
+        st.ready = st.started and "readinessProbe" not in c
+        if "startupProbe" in c:
+            self._spawn_prober(c, st, "startup")
+        else:
+            self._spawn_after_startup(c, st)
+
+    def _spawn_after_startup(self, c: dict[str, Any], st: ContainerState) -> None:
+        for kind in ("readiness", "liveness"):
+            if f"{kind}Probe" in c:
+                self._spawn_prober(c, st, kind)
+
+    def _spawn_prober(self, c: dict[str, Any], st: ContainerState, kind: str) -> None:
+        assert self.sandbox is not None
+        probe = c[f"{kind}Probe"]
+        sandbox, pid = self.sandbox, st.probers_for
+        prober = Prober(self.kl.sockets, lambda argv: self.kl.node.exec_argv(sandbox, argv, st.env))
+
+        def current() -> bool:
+            return st.probers_for == pid and st.running
+
+        def on_result(k: str, ok: bool) -> None:
+            if not current():
+                return
+            if k == "readiness":
+                st.ready = ok
+                self._wake.set()
+            elif k == "startup" and ok:
+                st.started = True
+                st.ready = "readinessProbe" not in c
+                self._spawn_after_startup(c, st)
+                self._wake.set()
+            elif not ok:  # liveness or startup failed: restart the container
+                self.event("Normal", "Killing", f"Container {c['name']} failed {k} probe, will be restarted",
+                           c["name"])
+                grace = int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds") or DEFAULT_GRACE)
+                if probe.get("terminationGracePeriodSeconds") is not None:
+                    grace = int(probe["terminationGracePeriodSeconds"])
+                task = asyncio.create_task(self._stop_container(st, grace))
+                self.kl.background.add(task)
+                task.add_done_callback(self.kl.background.discard)
+
+        def on_failure(k: str, message: str) -> None:
+            if current():
+                self.event("Warning", "Unhealthy", f"{k.capitalize()} probe failed: {message}", c["name"])
+
+        async def once() -> Any:
+            return await prober.run(probe, c, sandbox.ip)
+
+        started = time.monotonic()
+        task = asyncio.create_task(probe_loop(kind, probe, once, on_result, on_failure, started))
+        st.probers.append(task)
+
+    @staticmethod
+    def _stop_probers(st: ContainerState) -> None:
+        for t in st.probers:
+            t.cancel()
+        st.probers.clear()
+        st.probers_for = None
+
+    # ---- stopping ----
+    async def _stop_container(self, st: ContainerState, grace: float) -> None:
+        """SIGTERM, wait up to `grace` seconds, SIGKILL."""
+        if not st.running:
+            return
+        await self.kl.node.kill_container(self.uid, st.name, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(st.exited.wait(), grace)
+            return
+        except TimeoutError:
+            pass
+        if st.running:
+            await self.kl.node.kill_container(self.uid, st.name, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st.exited.wait(), 5)
+
+    async def _kill_all(self, grace: float, announce: bool = False) -> None:
+        for st in self.containers.values():
+            self._stop_probers(st)
+        running = [st for st in self.containers.values() if st.running]
+        # Containers the zygote runs for this pod that the worker never adopted (e.g. a spec change).
+        for cid, rec in list(self.kl.records.items()):
+            uid, _, name = cid.partition("/")
+            if uid == self.uid and rec.get("running") and name not in self.containers:
+                extra = self._state(name)
+                extra.record = rec
+                running.append(extra)
+        for st in running:
+            if announce:
+                self.event("Normal", "Killing", f"Stopping container {st.name}", st.name)
+        await asyncio.gather(*(self._stop_container(st, grace) for st in running))
+
+    async def _terminate(self) -> None:
+        md, spec = self.pod["metadata"], self.pod.get("spec") or {}
+        grace = md.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+        if not self.adopted:
+            self._adopt()
+        await self._kill_all(float(grace or 0), announce=True)
+        await self._remove_sandbox()
+        ns = md.get("namespace") or "default"
+        try:
+            await self.kl.client.delete("pods", md["name"], ns, grace_period_seconds=0,
+                                        preconditions={"uid": self.uid})
+        except (errors.NotFound, errors.Conflict):
+            pass
+
+    async def _remove_sandbox(self) -> None:
+        await self.kl.remove_pod_state(self.uid)
+        self.sandbox = None
+
+    # ---- status ----
+    def _container_status(self, c: dict[str, Any]) -> dict[str, Any]:
+        name, image = c["name"], c.get("image", "")
+        st = self._state(name)
+        cid = st_mod.container_id(self.uid, name, st.restart_count)
+        state: dict[str, Any]
+        if st.running:
+            assert st.record is not None
+            state = {"running": {"startedAt": st.record.get("startedAt")}}
+        elif st.record is not None and st.waiting == ("", ""):
+            state = {"terminated": terminated_state(st.record, cid)}
+        else:
+            reason, message = st.waiting
+            waiting = {"reason": reason or "ContainerCreating"}
+            if message:
+                waiting["message"] = message
+            state = {"waiting": waiting}
+        out: dict[str, Any] = {
+            "name": name, "state": state,
+            "lastState": {"terminated": st.last_terminated} if st.last_terminated else {},
+            "ready": bool(st.running and st.ready), "restartCount": st.restart_count,
+            "image": st_mod.runtime_image(image) if st.ever_ran else image,
+            "imageID": st_mod.image_id(image) if st.ever_ran else "",
+        }
+        if st.ever_ran:
+            out["containerID"] = cid if st.record is not None else \
+                (st.last_terminated or {}).get("containerID", cid)
+        out["started"] = bool(st.running and st.started)
+        return out
+
+    def compute_status(self) -> dict[str, Any]:
+        pod = self.pod
+        spec = pod.get("spec") or {}
+        now = fmt_time()
+        if self.start_time is None:
+            self.start_time = now
+        statuses = [self._container_status(c) for c in spec.get("containers") or []]
+        phase = st_mod.pod_phase(spec.get("restartPolicy") or "Always", statuses)
+        old = pod.get("status") or {}
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": st_mod.pod_conditions(pod, statuses, phase, self.sandbox is not None, now),
+            "hostIP": st_mod.NODE_IP, "hostIPs": [{"ip": st_mod.NODE_IP}],
+        }
+        if self.sandbox is not None:
+            status["podIP"] = self.sandbox.ip
+            status["podIPs"] = [{"ip": self.sandbox.ip}]
+        status["startTime"] = self.start_time
+        status["containerStatuses"] = statuses
+        status["qosClass"] = old.get("qosClass") or st_mod.qos_class(pod)
+        return status
+
+    async def _write_status(self) -> None:
+        status = self.compute_status()
+        current = self.pod.get("status") or {}
+        wanted = st_mod.normalized({**current, **status})
+        if wanted == st_mod.normalized(current):
+            return
+        if wanted == self.last_written and _rv(self.pod) <= self.last_written_rv:
+            return  # already written; the informer has not caught up yet
+        md = self.pod["metadata"]
+        try:
+            new = await self.kl.client.patch("pods", md["name"], {"status": status}, md.get("namespace"),
+                                             subresource="status")
+        except errors.NotFound:
+            return
+        self.last_written, self.last_written_rv = wanted, _rv(new)
+        if new.get("metadata", {}).get("uid") == self.uid:
+            new.setdefault("apiVersion", "v1")
+            new.setdefault("kind", "Pod")
+            self.update(new)
+
+
+class Kubelet:
+    """The node agent of one embedded node."""
+
+    def __init__(self, client: Client, node: Node, home: str | os.PathLike[str],
+                 node_name: str = NODE_NAME) -> None:
+        self.client = client
+        self.node = node
+        self.home = Path(home)
+        self.node_name = node_name
+        self.pods = Informer(client, "pods", field_selector=f"spec.nodeName={node_name}")
+        self.services = Informer(client, "services")
+        self.recorder = KubeletRecorder(client, "kubelet", host=node_name)
+        self.workers: dict[str, PodWorker] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.backoff = Backoff()
+        self.pull_backoff = Backoff()
+        self.background: set[asyncio.Task[Any]] = set()
+        self.sockets: NetnsSockets | None = None
+        self._accepting = False
+        self.ready = asyncio.Event()
+
+    # ---- start-up ----
+    async def start(self) -> None:
+        """Node network + zygote, informers, adoption, orphan cleanup; returns when pods are being handled."""
+        await asyncio.to_thread(self.node.start)
+        await asyncio.to_thread(ensure_private_dir, self.node.names.ns_dir)
+        self.sockets = NetnsSockets(self.node.network.node_netns_path)
+        self.records = {r["id"]: r for r in await self.node.zygote.list()}
+        self._spawn(self._exit_events())
+        self.pods.add_handler(self._on_pod)
+        self._spawn(self.pods.run())
+        self._spawn(self.services.run())
+        await asyncio.gather(self.pods.wait_synced(), self.services.wait_synced())
+        await self.remove_orphans()
+        self._accepting = True
+        for pod in self.pods.items():
+            self._on_pod("ADDED", pod, None)
+        self._spawn(self._heartbeat())
+        self.ready.set()
+
+    async def run(self) -> None:
+        await self.start()
+        await asyncio.Event().wait()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    # ---- pods ----
+    def _on_pod(self, etype: str, pod: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if not self._accepting:
+            return
+        uid = pod["metadata"].get("uid", "")
+        if old is not None and old["metadata"].get("uid") != uid:
+            prev = self.workers.get(old["metadata"].get("uid", ""))
+            if prev is not None:
+                prev.mark_gone()
+        worker = self.workers.get(uid)
+        if etype == "DELETED":
+            if worker is not None:
+                worker.mark_gone()
+            return
+        if worker is None:
+            worker = self.workers[uid] = PodWorker(self, pod)
+        worker.update(pod)
+
+    async def ensure_sandbox(self, pod: dict[str, Any]) -> Sandbox:
+        existing = self.node.get_sandbox(pod)
+        if existing is not None:
+            return existing
+        sa_dir = None
+        spec = pod.get("spec") or {}
+        if spec.get("automountServiceAccountToken") is not False:
+            sa_dir = self.node.names.pod_dir(pod["metadata"]["uid"]) / "serviceaccount"
+            self._write_serviceaccount(sa_dir, pod["metadata"].get("namespace") or "default")
+        return await asyncio.to_thread(self.node.create_sandbox, pod, str(sa_dir) if sa_dir else None)
+
+    def _write_serviceaccount(self, sa_dir: Path, namespace: str) -> None:
+        sa_dir.mkdir(parents=True, exist_ok=True)
+        pki = self.home / "pki"
+        for name, data in (("token", (pki / "serviceaccount.token").read_text().strip()),
+                           ("ca.crt", (pki / "ca.crt").read_text()), ("namespace", namespace)):
+            (sa_dir / name).write_text(data)
+
+    async def remove_pod_state(self, uid: str) -> None:
+        """Kill what still runs of pod `uid`, forget its containers, remove its sandbox."""
+        for cid, rec in list(self.records.items()):
+            if cid.startswith(uid + "/"):
+                if rec.get("running"):
+                    with contextlib.suppress(Exception):
+                        await self.node.zygote.kill(cid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await self.node.zygote.forget(cid)
+                self.records.pop(cid, None)
+        await asyncio.to_thread(self.node.remove_sandbox, uid)
+
+    async def remove_orphans(self) -> None:
+        """Sandboxes and containers of pods that no longer exist (deleted while the agent was down)."""
+        live = {p["metadata"].get("uid") for p in self.pods.items()}
+        uids = {cid.partition("/")[0] for cid in self.records if not cid.startswith("ext/")}
+        pods_dir = self.node.names.node_dir / "pods"
+        if pods_dir.exists():
+            uids |= {d.name for d in pods_dir.iterdir()}
+        uids |= set(self.node.sandboxes.ipam.allocations.values())
+        for uid in uids - live:
+            log.info("removing the sandbox of pod %s, which no longer exists", uid)
+            await self.remove_pod_state(uid)
+
+    async def _exit_events(self) -> None:
+        """Follow the zygote's exit notifications (reconnecting if the stream breaks)."""
+        while True:
+            try:
+                async for ev in self.node.zygote.events():
+                    if ev.get("event") != "exited":
+                        continue
+                    rec = {k: v for k, v in ev.items() if k != "event"}
+                    cid = rec["id"]
+                    self.records[cid] = rec
+                    uid, _, name = cid.partition("/")
+                    worker = self.workers.get(uid)
+                    if worker is not None:
+                        worker.on_exit(name, rec)
+            except (OSError, ValueError, ConnectionError) as exc:
+                log.warning("zygote event stream broke (%s); reconnecting", exc)
+            await asyncio.sleep(0.5)
+
+    # ---- node status ----
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self.post_node_status()
+            except (errors.ApiError, errors.ClusterError) as exc:
+                log.warning("node status not posted: %s", exc)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def post_node_status(self) -> dict[str, Any]:
+        from labkit.backends import bootstrap
+
+        try:
+            node = await self.client.get("nodes", self.node_name)
+        except errors.NotFound:
+            node = await self.client.create(bootstrap.node())
+        now = fmt_time()
+        base = bootstrap.node_status(True, "KubeletReady", "kubelet is posting ready status", now)
+        current = node.get("status") or {}
+        old = {c.get("type"): c for c in current.get("conditions") or []}
+        wanted = [("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                  ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                  ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                  ("Ready", "True", "KubeletReady", "kubelet is posting ready status")]
+        conditions = []
+        for ctype, value, reason, message in wanted:
+            prev = old.get(ctype) or {}
+            transition = prev.get("lastTransitionTime") if prev.get("status") == value else None
+            conditions.append({"type": ctype, "status": value, "lastHeartbeatTime": now,
+                               "lastTransitionTime": transition or now, "reason": reason, "message": message})
+        info = {**base["nodeInfo"], **(current.get("nodeInfo") or {}), **_node_info()}
+        patch = {"status": {"conditions": conditions, "addresses": base["addresses"], "nodeInfo": info,
+                            "capacity": current.get("capacity") or base["capacity"],
+                            "allocatable": current.get("allocatable") or base["allocatable"],
+                            "daemonEndpoints": base["daemonEndpoints"]}}
+        return await self.client.patch("nodes", self.node_name, patch, subresource="status")
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _node_info() -> dict[str, str]:
+    """What kubelet learns from the machine (cadvisor's MachineInfo)."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    machine = _read("/etc/machine-id") or boot.replace("-", "")
+    return {"kernelVersion": platform.release(), "bootID": boot, "machineID": machine,
+            "systemUUID": _read("/sys/class/dmi/id/product_uuid") or boot}
