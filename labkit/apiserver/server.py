@@ -404,7 +404,8 @@ class ApiServer:
                     await response.write(_line({"type": "ERROR", "object": gone.status()}))
                     return response
                 for ev in backlog:
-                    queue.put_nowait(ev)
+                    if ev.resource == resource:
+                        queue.put_nowait(ev)
                 seen_rv = since
             await response.prepare(request)
 

@@ -128,7 +128,10 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
         return Workload("agnhost", {"argv": ["pause"]})
     if repo in TOOLBOX_REPOS or any(repo.endswith("/" + t) for t in TOOLBOX_REPOS):
         return toolbox(command + args)
-    if repo.endswith("coredns") :
-        return Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", *command[1:], *args]})
+    if repo.endswith("coredns"):
+        # CoreDNS's own flags (`-conf /etc/coredns/Corefile`) name kind's Corefile, which labkit.dns serve
+        # implements built in; only labkit.dns's `--flag`s are passed on.
+        own = [a for a in command[1:] + args if a.startswith("--")]
+        return Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", *own]})
     return ImageError(image, f'Failed to pull image "{image}": the embedded labkit node cannot pull images. '
                              f"It runs these built-in images: {SUPPORTED}")

@@ -67,9 +67,8 @@ _SETUP_SCRIPT = r"""
 set -e
 # Forget every namespace file mounted on the host (ours and other clusters'): a copy held here would keep
 # those namespaces alive after the host removes them.
-grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
-  umount -l "$m" 2>/dev/null || true
-done
+# One umount process for all of them: a loop would fork one per mount, which grows with the pod count.
+grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r umount -l 2>/dev/null || true
 hostname "$1"
 mount -t tmpfs -o mode=755,size=1m labkit-run /run
 for f in hosts hostname resolv.conf; do

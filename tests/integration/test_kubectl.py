@@ -144,7 +144,7 @@ def test_server_side_apply(cluster: Cluster, namespace: str, version: str) -> No
     changed = EXTERNAL_NAME.replace("www.example.net", "db.example.net")
     out = k(*n, "apply", "--server-side", "-f", "-", input=changed, version=version).stdout
     assert out.strip() == "service/www serverside-applied"
-    svc = json.loads(k(*n, "get", "svc", "www", "-o", "json", version=version).stdout)
+    svc = json.loads(k(*n, "get", "svc", "www", "-o", "json", "--show-managed-fields", version=version).stdout)
     assert svc["spec"]["externalName"] == "db.example.net"
     managers = {(m["manager"], m["operation"]) for m in svc["metadata"]["managedFields"]}
     assert ("kubectl", "Apply") in managers

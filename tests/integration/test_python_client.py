@@ -67,11 +67,14 @@ def test_stale_update_conflicts(cluster: Cluster, namespace: str) -> None:
 
 
 def test_wrong_or_missing_token(cluster: Cluster) -> None:
+    import copy
+
     client, api_client = cluster.api_client()
     for header in ("Bearer not-the-token", None):
-        api_client.default_headers.pop("authorization", None)
-        api_client.configuration.api_key = {"authorization": header} if header else {}
-        core = client.CoreV1Api(api_client)
+        config = copy.copy(api_client.configuration)
+        config.refresh_api_key_hook = None  # the kubeconfig loader would put the real token back
+        config.api_key = {"BearerToken": header} if header else {}
+        core = client.CoreV1Api(client.ApiClient(config))
         with pytest.raises(ApiException) as info:
             core.list_namespace()
         assert info.value.status == 401
@@ -82,16 +85,16 @@ def test_watch_sees_every_change(cluster: Cluster, namespace: str) -> None:
     client, api_client = cluster.api_client()
     core = client.CoreV1Api(api_client)
     start_rv = core.list_namespaced_service(namespace).metadata.resource_version
-    core.create_namespaced_service(namespace, _service("a", {}))
+    core.create_namespaced_service(namespace, _service("a", {"x": "0"}))
     core.patch_namespaced_service("a", namespace, {"metadata": {"labels": {"x": "1"}}})
     core.delete_namespaced_service("a", namespace)
     seen = []
     for event in watch.Watch().stream(core.list_namespaced_service, namespace, resource_version=start_rv,
                                       timeout_seconds=2):
-        seen.append((event["type"], event["object"].metadata.name))
+        seen.append((event["type"], event["object"].metadata.name, event["object"].metadata.labels))
         if len(seen) == 3:
             break
-    assert seen == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+    assert seen == [("ADDED", "a", {"x": "0"}), ("MODIFIED", "a", {"x": "1"}), ("DELETED", "a", {"x": "1"})]
 
 
 def _apiserver_pid(cluster: Cluster) -> int:

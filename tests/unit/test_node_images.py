@@ -41,8 +41,8 @@ def test_toolbox_commands():
 
 def test_coredns_runs_labkit_dns():
     wl = resolve_image("registry.k8s.io/coredns/coredns:v1.11.1", None, ["-conf", "/etc/coredns/Corefile"])
-    assert wl == Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", "-conf",
-                                            "/etc/coredns/Corefile"]})
+    # CoreDNS's `-conf` names kind's Corefile, which labkit.dns serve has built in (and does not accept).
+    assert wl == Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve"]})
 
 
 def test_unknown_image_is_an_image_error_listing_what_runs():
