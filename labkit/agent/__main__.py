@@ -4,6 +4,13 @@ Informers on Services and EndpointSlices; nothing is programmed until both have 
 sync, coalesced by a bounded-frequency runner (kube-proxy's BoundedFrequencyRunner: at most one run per
 `--min-sync-period`, at least one per `--sync-period`); draining real servers are re-checked periodically.
 At start the backend's existing state is adopted and whatever is not desired is removed (cleanLegacyService).
+
+With `--netns` the whole process joins the node's network namespace first thing, as kube-proxy runs with
+hostNetwork: VIP listeners, connections to pods, kube-ipvs0 and IPVS netlink are all native there. Only the API
+client's connections are made in the namespace the agent was started in, where the kubeconfig's address is.
+
+A restarted userspace agent serves its saved table (state.py) before it imports the API client, so traffic
+through the VIPs resumes a few hundred milliseconds after a crash; the first sync then adopts that table.
 """
 
 from __future__ import annotations
@@ -11,9 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
+import os
 import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from labkit import aio
@@ -21,8 +32,9 @@ from labkit.agent.control import serve_control
 from labkit.agent.desired import compute_desired
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
 from labkit.agent.model import Table
+from labkit.agent.state import load_table, restore_ops, save_table
 from labkit.agent.sync import Syncer
-from labkit.agent.userspace import NetnsSockets, UserspaceDataPlane
+from labkit.agent.userspace import UserspaceDataPlane
 
 log = logging.getLogger("labkit.agent")
 
@@ -70,13 +82,16 @@ class Agent:
     """Watches the API and keeps the backend's table equal to the desired state."""
 
     def __init__(self, client: Any, node_name: str, backend: Any, scheduler: str = "rr",
-                 netns: str | None = None, node_ips: list[str] | None = None) -> None:
+                 netns: str | None = None, node_ips: list[str] | None = None, state_file: str | None = None,
+                 ) -> None:
         self.client, self.node_name, self.backend, self.scheduler = client, node_name, backend, scheduler
         self.netns = netns
         self._node_ips = node_ips
+        self.state_file = state_file
         self.syncer = Syncer(backend)
         self.services: Any = None
         self.slices: Any = None
+        self.last_sync: dict[str, float] = {}  # when the last sync ran and how long it took (bench, logs)
 
     def node_ips(self) -> list[str]:
         if self._node_ips is not None:
@@ -88,11 +103,22 @@ class Agent:
             return []
 
     def sync(self) -> None:
+        start = time.perf_counter()
         desired = compute_desired(self.services.items(), self.slices.items(), self.node_name, self.node_ips(),
                                   self.scheduler)
         ops = self.syncer.sync(desired)
         if ops:
-            log.info("sync: %d operations: %s", len(ops), "; ".join(map(str, ops[:20])))
+            self.save_state()
+            log.info("sync: %d operations in %.1f ms: %s", len(ops), (time.perf_counter() - start) * 1e3,
+                     "; ".join(map(str, ops[:20])))
+        self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": len(ops)}
+
+    def save_state(self) -> None:
+        if self.state_file:
+            try:
+                save_table(self.state_file, self.backend.list())
+            except OSError:
+                log.exception("cannot save the table to %s", self.state_file)
 
     async def run(self, sync_period: float = 30.0, min_sync_period: float = 0.0,
                   graceful_period: float = 60.0) -> None:
@@ -125,7 +151,8 @@ class Agent:
         while True:
             await asyncio.sleep(period)
             try:
-                self.syncer.process_graceful()
+                if self.syncer.process_graceful():
+                    self.save_state()
             except Exception:
                 log.exception("graceful termination check failed")
 
@@ -136,8 +163,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-name", required=True)
     p.add_argument("--backend", choices=("kernel", "userspace", "auto"), default="auto")
     p.add_argument("--scheduler", default="rr")
-    p.add_argument("--netns", help="the node's network namespace (sockets, VIPs and IPVS live there)")
+    p.add_argument("--netns", help="the node's network namespace (the agent joins it: sockets, VIPs, IPVS)")
     p.add_argument("--control-socket", help="unix socket serving the live table as JSON")
+    p.add_argument("--state-file", help="userspace: where the table is saved for a restart "
+                                        "(default: ipvs-table.json beside the control socket)")
     p.add_argument("--sync-period", type=float, default=30.0)
     p.add_argument("--min-sync-period", type=float, default=0.0)
     p.add_argument("--graceful-check-period", type=float, default=60.0, help="rsCheckDeleteInterval (kube-proxy: 60)")
@@ -145,34 +174,85 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--udp-timeout", type=int, default=300, help="userspace: idle seconds before a UDP flow expires")
     p.add_argument("--node-ip", action="append", help="node addresses for NodePort (default: discovered)")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.state_file is None and args.control_socket:
+        args.state_file = str(Path(args.control_socket).with_name("ipvs-table.json"))
+    return args
 
 
-async def amain(args: argparse.Namespace) -> None:
+def enter_netns(name: str) -> int:
+    """Move this (still single-threaded) process into the named network namespace; returns an fd of the
+    namespace it left. setns(2) moves only the calling thread, and threads started later inherit its namespace,
+    so this must run before any thread exists."""
+    from labkit.node import nsutil
+    from labkit.node.names import Names
+
+    if threading.active_count() != 1:
+        raise RuntimeError("enter_netns must run before any thread is started")
+    left = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    fd = os.open(Names.netns_path(name), os.O_RDONLY)
+    try:
+        nsutil.setns(fd, nsutil.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+    return left
+
+
+def api_client(args: argparse.Namespace, home_netns_fd: int | None) -> Any:
+    """The API client; with `home_netns_fd` its connections are made in that namespace (the kubeconfig's)."""
+    import aiohttp
+
     from labkit.client import Client
 
+    if home_netns_fd is None:
+        return Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client.in_cluster()
+    from labkit.node.nsutil import NetnsSockets
+
+    sockets = NetnsSockets(f"/proc/self/fd/{home_netns_fd}")
+
+    class HomeNetnsClient(Client):
+        @property
+        def session(self) -> aiohttp.ClientSession:
+            if self._session is None or self._session.closed:
+                connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64,
+                                                 socket_factory=lambda ai: sockets.socket(ai[0], ai[1]))
+                self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+            return self._session
+
+    if args.kubeconfig:
+        return HomeNetnsClient.from_kubeconfig(args.kubeconfig, user_agent="labkit-ipvs-agent")
+    return HomeNetnsClient.in_cluster(user_agent="labkit-ipvs-agent")
+
+
+async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> None:
+    t0 = time.monotonic()
     kind = args.backend
     if kind == "auto":
-        with NetnsSockets(args.netns).entered():
-            kind = "kernel" if kernel_ipvs_available() is None else "userspace"
-    device = DummyDevice(args.netns)
+        kind = "kernel" if kernel_ipvs_available() is None else "userspace"
+    device = DummyDevice()  # in the agent's namespace: the node's
     backend: Any
     if kind == "kernel":
-        ns = NetnsSockets(args.netns)
-        with ns.entered():  # the netlink socket and sysctls belong to the node's namespace
-            from pyroute2 import IPVS
+        from pyroute2 import IPVS
 
-            backend = KernelBackend(IPVS(), device)
-            failed = set_sysctls()
+        backend = KernelBackend(IPVS(), device)
+        failed = set_sysctls()
         if failed:
             log.warning("sysctls not set: %s", failed)
     else:
-        backend = UserspaceDataPlane(args.netns, device,
-                                     timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout})
+        backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout})
         await backend.start()
-    log.info("backend %s, node %s, netns %s", kind, args.node_name, args.netns or "(own)")
-    client = Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client.in_cluster()
-    agent = Agent(client, args.node_name, backend, args.scheduler, args.netns, args.node_ip)
+        if args.state_file:
+            # Serve the saved table at once; VIPs are still bound on kube-ipvs0 (the device outlives the agent).
+            restored = restore_ops(load_table(args.state_file))
+            for op in restored:
+                try:
+                    backend.apply(op)
+                except Exception:
+                    log.exception("cannot restore %s", op)
+            await backend.flush()
+            if restored:
+                log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
+                         (time.monotonic() - t0) * 1e3)
     control = None
     if args.control_socket:
         def info() -> dict[str, Any]:
@@ -182,17 +262,29 @@ async def amain(args: argparse.Namespace) -> None:
         def snapshot() -> Table:
             return backend.list()
 
-        control = await serve_control(args.control_socket, snapshot, info)
+        control = await serve_control(args.control_socket, snapshot, info,
+                                      getattr(backend, "connections", None))
+    # The API client (aiohttp) takes long to import: off the loop, which is serving meanwhile.
+    await asyncio.to_thread(importlib.import_module, "labkit.client")
+    await asyncio.to_thread(importlib.import_module, "pyroute2")  # kube-ipvs0 bindings at the first sync
+    client = api_client(args, home_netns_fd)
+    log.info("backend %s, node %s, netns %s, ready to sync after %.0f ms", kind, args.node_name,
+             args.netns or "(own)", (time.monotonic() - t0) * 1e3)
+    agent = Agent(client, args.node_name, backend, args.scheduler, args.netns, args.node_ip,
+                  args.state_file if kind == "userspace" else None)
     stop = asyncio.Event()
+    got: list[int] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda s=sig: (got.append(s), stop.set()))
     run = asyncio.create_task(agent.run(args.sync_period, args.min_sync_period, args.graceful_check_period))
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if run.done():
             run.result()
+        if got:
+            log.info("stopping on signal %s", signal.Signals(got[0]).name)
     finally:
         run.cancel()
         stopper.cancel()
@@ -207,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    aio.run(amain(args))
+    home_netns_fd = enter_netns(args.netns) if args.netns else None
+    aio.run(amain(args, home_netns_fd))
 
 
 if __name__ == "__main__":

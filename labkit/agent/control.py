@@ -1,8 +1,9 @@
 """The agent's control API: JSON lines over a unix socket, so `labkit ipvs` can read the live table.
 
-Request: one JSON object per line, `{"cmd": "table"}` or `{"cmd": "ping"}`. Response: one JSON line,
-`{"ok": true, "table": [...ipvsadm.render_json...], "timeouts": {...}, "backend": "userspace"}` or
-`{"ok": false, "error": "..."}`.
+Request: one JSON object per line, `{"cmd": "table"}`, `{"cmd": "conns"}` or `{"cmd": "ping"}`. Response: one
+JSON line, `{"ok": true, "table": [...ipvsadm.render_json...], "timeouts": {...}, "backend": "userspace"}`,
+`{"ok": true, "conns": [{"protocol", "client", "virtual", "destination", "state"}, ...]}` (like
+`ipvsadm -L -n -c`) or `{"ok": false, "error": "..."}`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from labkit.agent.ipvsadm import render_json
 from labkit.agent.model import Table, VirtualServer
 
 
-async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable[[], dict[str, Any]] | None = None
-                        ) -> asyncio.AbstractServer:
+async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable[[], dict[str, Any]] | None = None,
+                        conns: Callable[[], list[dict[str, Any]]] | None = None) -> asyncio.AbstractServer:
     """Serve the table at `path` (a stale socket file is replaced)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -33,6 +34,8 @@ async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable
                     cmd = req.get("cmd")
                     if cmd == "ping":
                         resp: dict[str, Any] = {"ok": True}
+                    elif cmd == "conns":
+                        resp = {"ok": True, "conns": conns() if conns else []}
                     elif cmd == "table":
                         resp = {"ok": True, "table": render_json(snapshot()), **(info() if info else {})}
                     else:

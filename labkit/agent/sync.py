@@ -163,6 +163,16 @@ class Syncer:
 
     def _sync_bindings(self, wanted: set[str]) -> None:
         bound = self.backend.bound_addresses()
+        many = getattr(self.backend, "bind_many", None), getattr(self.backend, "unbind_many", None)
+        if many[0] is not None and many[1] is not None:  # one netlink socket for the whole batch
+            try:
+                if wanted - bound:
+                    many[0](sorted(wanted - bound))
+                if bound - wanted:
+                    many[1](sorted(bound - wanted))
+                return
+            except Exception:
+                log.exception("cannot bind addresses in a batch; one at a time")
         for addr in sorted(wanted - bound):
             try:
                 self.backend.bind(addr)

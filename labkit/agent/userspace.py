@@ -19,8 +19,10 @@ How it counts, compared with kernel IPVS (net/netfilter/ipvs/ip_vs_conn.c, ip_vs
 - Not like the kernel: the destination sees the proxy's address as the source, not the client's (IPVS NAT keeps
   the client address); SCTP services are accepted in the table but not served.
 
-The proxy can run for another network namespace (`netns`): every socket it makes is created inside that namespace
-by a momentary thread-level setns(2), so the event loop (and the agent's API client) stays in its own namespace.
+The proxy serves the network namespace it runs in: the agent process joins the node's namespace at start, as
+kube-proxy runs with hostNetwork, so no per-socket namespace switch costs anything on the data path. Given
+`netns`, it instead makes every socket inside that namespace through `labkit.node.nsutil.NetnsSockets` (one
+worker thread joined to it), leaving the caller where it is (used by tests and tools).
 """
 
 from __future__ import annotations
@@ -28,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import ctypes
 import ipaddress
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -45,55 +45,34 @@ from labkit.agent.sync import Op
 log = logging.getLogger(__name__)
 
 IP_FREEBIND = 15
-CLONE_NEWNET = 0x40000000
 READ_SIZE = 256 * 1024
 UDP_READ_SIZE = 65535
 
 DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
 
 
-class NetnsSockets:
-    """Makes sockets in a named network namespace (or the current one when `netns` is None)."""
+class _LocalSockets:
+    """Sockets in the calling thread's own network namespace (the agent normally lives in the node's)."""
 
-    def __init__(self, netns: str | None = None) -> None:
-        self.netns = netns
-        self._target = self._own = -1
-        if netns:
-            self._libc = ctypes.CDLL(None, use_errno=True)
-            self._target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-            self._own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    netns: str | None = None
 
-    def _setns(self, fd: int) -> None:
-        if self._libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns: {os.strerror(err)}")
-
-    def socket(self, family: int, type_: int) -> socket.socket:
-        if not self.netns:
-            return socket.socket(family, type_)
-        self._setns(self._target)
-        try:
-            return socket.socket(family, type_)
-        finally:
-            self._setns(self._own)
-
-    @contextlib.contextmanager
-    def entered(self) -> Any:
-        """Run a block with this thread inside the namespace (for netlink sockets, /proc/sys writes)."""
-        if not self.netns:
-            yield
-            return
-        self._setns(self._target)
-        try:
-            yield
-        finally:
-            self._setns(self._own)
+    @staticmethod
+    def socket(family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        return socket.socket(family, type)
 
     def close(self) -> None:
-        for fd in (self._target, self._own):
-            if fd >= 0:
-                os.close(fd)
-        self._target = self._own = -1
+        pass
+
+
+def make_sockets(netns: str | None) -> Any:
+    """Where the data plane makes its sockets: a named netns (one worker thread joined to it) or here."""
+    if not netns:
+        return _LocalSockets()
+    from labkit.node.names import Names
+    from labkit.node.nsutil import NetnsSockets
+
+    sockets = NetnsSockets(Names.netns_path(netns))
+    return sockets
 
 
 @dataclass(eq=False)
@@ -121,11 +100,12 @@ class ServiceRuntime:
 class _Conn:
     """Bookkeeping of one proxied TCP connection (IPVS conn states reduced to: syn, est, closing)."""
 
-    __slots__ = ("client", "dest", "plane", "rt", "state", "template")
+    __slots__ = ("client", "client_addr", "dest", "plane", "rt", "state", "template")
 
     def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, dest: RealServer, tpl: Template | None,
-                 client: _Side):
+                 client: _Side, client_addr: tuple[str, int] = ("", 0)):
         self.plane, self.rt, self.dest, self.template, self.client = plane, rt, dest, tpl, client
+        self.client_addr = client_addr
         self.state = "syn"
         dest.inactive += 1
         dest.stats.conns += 1
@@ -303,7 +283,7 @@ class UserspaceDataPlane:
     def __init__(self, netns: str | None = None, device: Any = None, timeouts: dict[str, int] | None = None,
                  freebind: bool = True) -> None:
         self.netns = netns
-        self.sockets = NetnsSockets(netns)
+        self.sockets = make_sockets(netns)
         self.device = device  # a kernel.DummyDevice for kube-ipvs0, or None (addresses only recorded)
         self.timeouts = dict(DEFAULT_TIMEOUTS, **(timeouts or {}))
         self.freebind = freebind
@@ -408,6 +388,33 @@ class UserspaceDataPlane:
         if self.device is not None:
             self.device.remove(address)
         self._bound.discard(address)
+
+    def bind_many(self, addresses: list[str]) -> None:
+        if self.device is not None:
+            self.device.add_many(addresses)
+        self._bound.update(addresses)
+
+    def unbind_many(self, addresses: list[str]) -> None:
+        if self.device is not None:
+            self.device.remove_many(addresses)
+        self._bound.difference_update(addresses)
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Live connections like `ipvsadm -L -n -c` (/proc/net/ip_vs_conn): client, virtual server, destination."""
+        out = []
+        for rt in self.services.values():
+            vs = rt.vs
+            for conns in rt.conns.values():
+                for c in conns:
+                    if isinstance(c, UdpFlow):
+                        client, state = c.client, "UDP"
+                    else:
+                        client = c.client_addr
+                        state = {"syn": "SYN_RECV", "est": "ESTABLISHED"}.get(c.state, "FIN_WAIT")
+                    out.append({"protocol": vs.protocol, "client": [client[0], client[1]],
+                                "virtual": [vs.address, vs.port], "destination": [c.dest.address, c.dest.port],
+                                "state": state})
+        return out
 
     def timeouts_line(self) -> str:
         return "Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n".format(**self.timeouts)
@@ -531,7 +538,7 @@ class UserspaceDataPlane:
         if dest is None:  # no destination: the kernel drops the SYN; the closest is a reset
             transport.abort()
             return
-        conn = _Conn(self, rt, dest, tpl, side)
+        conn = _Conn(self, rt, dest, tpl, side, (peer[0], peer[1]))
         side.conn = conn
         rt.conns.setdefault(dest.key, set()).add(conn)
         transport.pause_reading()
@@ -543,7 +550,7 @@ class UserspaceDataPlane:
         backend = _Side(self, client.rt, False)
         backend.conn = conn
         try:
-            if self.sockets.netns:
+            if self.netns:
                 fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
                 sock = self.sockets.socket(fam, socket.SOCK_STREAM)
                 sock.setblocking(False)

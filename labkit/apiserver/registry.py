@@ -23,6 +23,7 @@ from labkit import errors, kinds
 from labkit.apiserver import apply as ssa
 from labkit.apiserver import defaults, patch, schema, validation
 from labkit.apiserver.ipalloc import ServiceAllocator
+from labkit.apiserver.normalize import normalize
 from labkit.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
 from labkit.apiserver.storage import Store
 from labkit.kinds import ResourceKind
@@ -90,7 +91,8 @@ class Registry:
 
     # -- create -------------------------------------------------------------------------------
     def create(self, kind: ResourceKind, namespace: str | None, body: dict, *, manager: str,
-               dry_run: bool = False, strict: bool = False) -> dict:
+               dry_run: bool = False, strict: bool = False, warnings: list[str] | None = None) -> dict:
+        """POST. Unknown fields are dropped (their paths appended to `warnings` if given) unless `strict`."""
         obj = self._typed(kind, body)
         meta = obj.setdefault("metadata", {})
         self._check_namespace_field(kind, namespace, meta)
@@ -122,6 +124,8 @@ class Registry:
         try:
             if kind.plural in _GENERATION_KINDS:
                 meta["generation"] = 1
+            # What Go's decode/encode round trip leaves of the object (empty omitempty fields gone, ...).
+            obj = normalize(kind, obj, warnings)
             obj = ssa.record_update(None, obj, manager=manager, now=now_rfc3339())
             if dry_run:
                 if undo:
@@ -135,7 +139,8 @@ class Registry:
 
     # -- update -------------------------------------------------------------------------------
     def update(self, kind: ResourceKind, namespace: str | None, name: str, body: dict, *, sub: str | None = None,
-               manager: str, strict: bool = False, dry_run: bool = False) -> tuple[dict, bool]:
+               manager: str, strict: bool = False, dry_run: bool = False,
+               warnings: list[str] | None = None) -> tuple[dict, bool]:
         """PUT. Returns (object, created)."""
         body = self._typed(kind, body)
         meta = body.setdefault("metadata", {})
@@ -147,17 +152,19 @@ class Registry:
         if old is None:
             if sub is None and kind.plural in _CREATE_ON_UPDATE:
                 meta.pop("resourceVersion", None)
-                return self.create(kind, namespace, body, manager=manager, dry_run=dry_run, strict=strict), True
+                return self.create(kind, namespace, body, manager=manager, dry_run=dry_run, strict=strict,
+                                   warnings=warnings), True
             raise errors.not_found(kind.plural, name, kind.group)
         if strict and sub is None:
             self._strict_check(kind, body)
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(kind.plural, name, kind.group)
-        return self._write_update(kind, old, body, sub=sub, manager=manager, dry_run=dry_run), False
+        return self._write_update(kind, old, body, sub=sub, manager=manager, dry_run=dry_run,
+                                  warnings=warnings), False
 
     def _write_update(self, kind: ResourceKind, old: dict, new: dict, *, sub: str | None, manager: str,
-                      dry_run: bool = False, applied: bool = False) -> dict:
+                      dry_run: bool = False, applied: bool = False, warnings: list[str] | None = None) -> dict:
         """Merge server-managed state into `new`, validate and store it (unless it is a no-op)."""
         new = _copy(new)
         meta = new.setdefault("metadata", {})
@@ -193,12 +200,19 @@ class Registry:
                     "reason": "FieldValueForbidden", "field": "metadata.finalizers",
                     "message": "Forbidden: no new finalizers can be added if the object is being deleted, found "
                                f"new finalizers {sorted(added)!r}".replace("'", '"')}], kind.group)
+        # spec.finalizers of a namespace is defaulted on create only (PrepareForCreate); defaulting must not
+        # re-add "kubernetes" on update, or the finalize call could never let a Terminating namespace go.
+        ns_finalizers = list(new["spec"]["finalizers"] or []) if kind.plural == "namespaces" else None
         defaults.apply_defaults(kind, new, old)
+        if ns_finalizers is not None:
+            new["spec"]["finalizers"] = ns_finalizers
         causes = validation.validate(kind, new, old)
         if causes:
             raise errors.invalid(kind.kind, old_meta["name"], causes, kind.group)
         undo = self.allocator.reallocate(old, new) if kind.plural == "services" and sub is None else None
         try:
+            new = normalize(kind, new, warnings)
+            meta = new["metadata"]
             if kind.plural in _GENERATION_KINDS and new.get("spec") != old.get("spec"):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
             if not applied:
@@ -229,13 +243,14 @@ class Registry:
             return False
         if kind.plural == "namespaces" and (obj.get("spec") or {}).get("finalizers"):
             return False
-        # A pod being deleted gracefully goes when the kubelet deletes it with grace 0.
-        return kind.plural != "pods"
+        # Like the generic registry's ShouldDeleteDuringUpdate: only an object whose grace period is over (0)
+        # goes when its last finalizer does; a pod being deleted gracefully waits for its kubelet's delete.
+        return int(meta.get("deletionGracePeriodSeconds") or 0) == 0
 
     # -- patch --------------------------------------------------------------------------------
     def patch(self, kind: ResourceKind, namespace: str | None, name: str, raw: bytes, content_type: str, *,
               sub: str | None = None, manager: str, force: bool = False, strict: bool = False,
-              dry_run: bool = False) -> tuple[dict, bool]:
+              dry_run: bool = False, warnings: list[str] | None = None) -> tuple[dict, bool]:
         if content_type not in PATCH_TYPES:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -250,7 +265,7 @@ class Registry:
             return self._patch_scale(kind, namespace, name, body, content_type, manager=manager), False
         if content_type == "application/apply-patch+yaml":
             return self._apply(kind, namespace, name, old, body, manager=manager, force=force, strict=strict,
-                               dry_run=dry_run, sub=sub)
+                               dry_run=dry_run, sub=sub, warnings=warnings)
         if old is None:
             raise errors.not_found(kind.plural, name, kind.group)
         try:
@@ -270,10 +285,12 @@ class Registry:
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(kind.plural, name, kind.group)
-        return self._write_update(kind, old, patched, sub=sub, manager=manager, dry_run=dry_run), False
+        return self._write_update(kind, old, patched, sub=sub, manager=manager, dry_run=dry_run,
+                                  warnings=warnings), False
 
     def _apply(self, kind: ResourceKind, namespace: str | None, name: str, old: dict | None, body: Any, *,
-               manager: str, force: bool, strict: bool, dry_run: bool, sub: str | None) -> tuple[dict, bool]:
+               manager: str, force: bool, strict: bool, dry_run: bool, sub: str | None,
+               warnings: list[str] | None = None) -> tuple[dict, bool]:
         if not isinstance(body, dict):
             raise errors.BadRequest("the body of an apply patch must be an object")
         applied = self._typed(kind, body)
@@ -289,13 +306,15 @@ class Registry:
                 raise errors.not_found(kind.plural, name, kind.group)
             merged = ssa.server_side_apply(None, applied, manager=manager, force=force, kind=kind.kind,
                                            now=now_rfc3339())
-            created = self.create(kind, namespace, _strip_server_meta(merged), manager=manager, dry_run=dry_run)
+            created = self.create(kind, namespace, _strip_server_meta(merged), manager=manager, dry_run=dry_run,
+                                  warnings=warnings)
             # create() recorded an Update entry; an applied object is owned by its Apply entry instead.
             created_meta = created["metadata"]
             created_meta["managedFields"] = merged["metadata"].get("managedFields", [])
             return created, True
         merged = ssa.server_side_apply(old, applied, manager=manager, force=force, kind=kind.kind, now=now_rfc3339())
-        return self._write_update(kind, old, merged, sub=sub, manager=manager, dry_run=dry_run, applied=True), False
+        return self._write_update(kind, old, merged, sub=sub, manager=manager, dry_run=dry_run, applied=True,
+                                  warnings=warnings), False
 
     # -- delete -------------------------------------------------------------------------------
     def delete(self, kind: ResourceKind, namespace: str | None, name: str, opts: dict) -> dict:
@@ -353,9 +372,14 @@ class Registry:
                 new_meta["finalizers"] = finalizers
             return self.store.put(key, new, obj)
         if finalizers:
-            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+            grace_left = int(meta.get("deletionGracePeriodSeconds") or 0)
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []) \
+                    and grace_left == 0:
                 return obj
             new_meta["finalizers"] = finalizers
+            if grace_left:  # a graceful deletion cut short (grace 0): its grace is over now
+                new_meta["deletionTimestamp"] = now_rfc3339()
+                new_meta["deletionGracePeriodSeconds"] = 0
             new_meta.setdefault("deletionTimestamp", now_rfc3339())
             new_meta.setdefault("deletionGracePeriodSeconds", 0)
             return self.store.put(key, new, obj)

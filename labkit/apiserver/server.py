@@ -209,9 +209,11 @@ class ApiServer:
                 return self._list(request, route)
             if method == "POST":
                 body = await self._read_body(request, kind)
+                warnings = self._warnings(request)
                 obj = self.registry.create(kind, route.namespace, body, manager=self._manager(request),
-                                           dry_run=bool(q.get("dryRun")), strict=self._strict(request))
-                return _json_response(obj, status=201)
+                                           dry_run=bool(q.get("dryRun")), strict=self._strict(request),
+                                           warnings=warnings)
+                return _warn(_json_response(obj, status=201), warnings)
             if method == "DELETE":
                 opts = await self._delete_options(request)
                 result = self.registry.delete_collection(
@@ -236,18 +238,21 @@ class ApiServer:
             if route.sub == "scale":
                 return _json_response(self.registry.put_scale(kind, route.namespace, route.name, body,
                                                               manager=self._manager(request)))
+            warnings = self._warnings(request)
             obj, created = self.registry.update(kind, route.namespace, route.name, body, sub=route.sub,
                                                 manager=self._manager(request), strict=self._strict(request),
-                                                dry_run=bool(q.get("dryRun")))
-            return _json_response(obj, status=201 if created else 200)
+                                                dry_run=bool(q.get("dryRun")), warnings=warnings)
+            return _warn(_json_response(obj, status=201 if created else 200), warnings)
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             raw = await request.read()
+            warnings = self._warnings(request)
             obj, created = self.registry.patch(
                 kind, route.namespace, route.name, raw, content_type, sub=route.sub,
                 manager=self._manager(request, default="" if content_type.endswith("apply-patch+yaml") else None),
-                force=q.get("force") in ("true", "1"), strict=self._strict(request), dry_run=bool(q.get("dryRun")))
-            return _json_response(obj, status=201 if created else 200)
+                force=q.get("force") in ("true", "1"), strict=self._strict(request), dry_run=bool(q.get("dryRun")),
+                warnings=warnings)
+            return _warn(_json_response(obj, status=201 if created else 200), warnings)
         if method == "DELETE":
             opts = await self._delete_options(request)
             return _json_response(self.registry.delete(kind, route.namespace, route.name, opts))
@@ -286,6 +291,11 @@ class ApiServer:
     @staticmethod
     def _strict(request: web.Request) -> bool:
         return request.query.get("fieldValidation", "") == "Strict"
+
+    @staticmethod
+    def _warnings(request: web.Request) -> list[str] | None:
+        """A list to collect dropped unknown fields in, under fieldValidation=Warn (the default since 1.27)."""
+        return [] if request.query.get("fieldValidation", "Warn") == "Warn" else None
 
     @staticmethod
     def _manager(request: web.Request, default: str | None = None) -> str:
@@ -458,6 +468,14 @@ class ApiServer:
         finally:
             unsubscribe()
         return response
+
+
+def _warn(response: web.Response, dropped: list[str] | None) -> web.Response:
+    """Add a `Warning: 299 - "unknown field \"spec.foo\""` header per dropped field, as kube-apiserver does."""
+    for path in dropped or ():
+        text = json.dumps(f'unknown field "{path}"')
+        response.headers.add("Warning", f"299 - {text}")
+    return response
 
 
 def _line(obj: dict) -> bytes:

@@ -29,9 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import dns.edns
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -53,20 +55,25 @@ _FLAG_BITS = {
 # ------------------------------------------------------------------------------------------------- transport
 
 
-def query_wire(wire: bytes, server: str, port: int = 53, tcp: bool = False, timeout: float = 2.0) -> bytes:
-    """Send one DNS message from this process's network namespace and return the reply bytes.
+def query_wire(wire: bytes, server: str, port: int = 53, tcp: bool = False, timeout: float = 2.0, *,
+               make_socket: Callable[[int, int], socket.socket] | None = None) -> bytes:
+    """Send one DNS message and return the reply bytes.
 
-    UDP waits for a datagram from the server carrying the query's ID (others are ignored); TCP uses the
-    2-byte length framing. Raises TimeoutError / OSError.
+    The socket comes from `make_socket(family, type)` (e.g. one created inside a pod's network namespace),
+    else from this process's own namespace. UDP waits for a datagram from the server carrying the query's ID
+    (others are ignored); TCP uses the 2-byte length framing. Raises TimeoutError / OSError.
     """
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     deadline = time.monotonic() + timeout
+    new = make_socket or socket.socket
     if tcp:
-        with socket.create_connection((server, port), timeout=timeout) as s:
+        with new(family, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect((server, port))
             s.sendall(struct.pack("!H", len(wire)) + wire)
             head = _recv_exact(s, 2, deadline)
             return _recv_exact(s, struct.unpack("!H", head)[0], deadline)
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
+    with new(family, socket.SOCK_DGRAM) as s:
         s.connect((server, port))
         s.send(wire)
         while True:
@@ -132,12 +139,18 @@ class LocalTransport:
 
 
 class KubectlExecTransport:
-    """Runs `python -m labkit.dns query` inside a pod with `kubectl exec` (the pod must have Python and labkit)."""
+    """Runs `python -m labkit.dns query` inside a pod with `kubectl exec` (the pod must have Python and labkit).
 
-    def __init__(self, pod: str, namespace: str = "default", kubectl: list[str] | None = None) -> None:
+    This is how the helper reaches a kind cluster, whose namespaces this process cannot enter.
+    `kubectl` is the command prefix (e.g. with `--kubeconfig`), `python` the interpreter inside the pod.
+    """
+
+    def __init__(self, pod: str, namespace: str = "default", kubectl: list[str] | None = None,
+                 python: str = "python3") -> None:
         self.pod = pod
         self.namespace = namespace
         self.kubectl = kubectl or ["kubectl"]
+        self.python = python
 
     def _run(self, *cmd: str, timeout: float) -> str:
         argv = [*self.kubectl, "exec", "-n", self.namespace, self.pod, "--", *cmd]
@@ -147,7 +160,7 @@ class KubectlExecTransport:
         return out.stdout
 
     def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
-        cmd = ["python3", "-m", "labkit.dns", "query", "--server", server, "--port", str(port)]
+        cmd = [self.python, "-m", "labkit.dns", "query", "--server", server, "--port", str(port)]
         cmd += ["--timeout", str(timeout), *(["--tcp"] if tcp else []), wire.hex()]
         return bytes.fromhex(self._run(*cmd, timeout=timeout).strip())
 
@@ -157,6 +170,8 @@ class KubectlExecTransport:
 
 _pod_factory: Callable[[str, str], Transport] | None = None
 _node_transport: Transport | None = None
+_node_factory: Callable[[str], Transport] | None = None
+_auto_tried = False
 
 
 def set_pod_transport_factory(factory: Callable[[str, str], Transport] | None) -> None:
@@ -171,9 +186,34 @@ def set_node_transport(transport: Transport | None) -> None:
     _node_transport = transport
 
 
+def set_node_transport_factory(factory: Callable[[str], Transport] | None) -> None:
+    """Like set_node_transport, but made per query: factory(namespace) -> Transport (the namespace sets the
+    search list `resolve()` uses). Takes precedence over set_node_transport."""
+    global _node_factory
+    _node_factory = factory
+
+
+def _auto_install() -> None:
+    """Once per process: with nothing installed, use the embedded cluster at $LABKIT_HOME if one runs."""
+    global _auto_tried
+    if _auto_tried or _pod_factory or _node_factory or _node_transport:
+        return
+    _auto_tried = True
+    try:
+        from labkit.dns.transports import auto_install
+
+        auto_install()
+    except Exception:
+        pass
+
+
 def transport_for(from_pod: str | None, namespace: str = "default") -> Transport:
+    """The transport for a query from `from_pod` (in `namespace`), or from the node when no pod is given."""
+    _auto_install()
     if from_pod:
         return (_pod_factory or KubectlExecTransport)(from_pod, namespace)
+    if _node_factory is not None:
+        return _node_factory(namespace)
     return _node_transport or LocalTransport()
 
 
@@ -503,8 +543,18 @@ def resolve(
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def dig_main(argv: list[str] | None = None) -> int:
-    """`labkit dig NAME [TYPE] [--from POD] [-n NS] [--server S] [--tcp] [--short] [--json]`."""
+def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> int:
+    """`labkit dig NAME [TYPE] [--from POD] [-n NS] [--server S] [--tcp] [--short] [--json]`.
+
+    `home` is the embedded cluster's state directory (`labkit --home`); when a cluster runs there, queries go
+    out from its node's or pod's network namespace. Without one running, the installed transports (or kubectl
+    exec for --from) are used. Exit status like dig's: 0 answered (whatever the rcode), 9 no reply, 1 other errors.
+    """
+    if home is not None:
+        from labkit.dns.transports import embedded_running, install_embedded
+
+        if embedded_running(home):
+            install_embedded(home)
     ap = argparse.ArgumentParser(prog="labkit dig", description="Query the cluster DNS from inside a pod.")
     ap.add_argument("name")
     ap.add_argument("type", nargs="?", default="A")
@@ -523,9 +573,12 @@ def dig_main(argv: list[str] | None = None) -> int:
             args.name, args.type.upper(), server=args.server, port=args.port, from_pod=args.from_pod,
             namespace=args.namespace, tcp=args.tcp, timeout=args.timeout,
         )  # fmt: skip
-    except (OSError, EOFError, ValueError, PermissionError) as exc:
-        print(f";; {exc}", file=sys.stderr)
+    except (OSError, EOFError) as exc:
+        print(f";; {exc or type(exc).__name__}", file=sys.stderr)
         return 9
+    except (LookupError, ValueError, dns.exception.DNSException) as exc:
+        print(f";; {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(r.to_json(), indent=2))
     elif args.short:

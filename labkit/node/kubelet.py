@@ -110,6 +110,8 @@ class PodWorker:
         self.last_written: Any = None
         self.last_written_rv = 0
         self._wake = asyncio.Event()
+        self._events: list[tuple[dict[str, Any], str, str, str]] = []
+        self._in_sync = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self.task = asyncio.create_task(self._run(), name=f"pod-{pod['metadata']['name']}")
@@ -143,14 +145,20 @@ class PodWorker:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._in_sync = True
             try:
-                if await self.sync():
-                    break
+                finished = await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("sync of pod %s failed; retrying", self.key)
                 self.wake_at(time.time() + 1.0)
+                finished = False
+            finally:
+                self._in_sync = False
+                self._flush_events()
+            if finished:
+                break
         for c in self.containers.values():
             self._stop_probers(c)
         if self.kl.workers.get(self.uid) is self:
@@ -165,7 +173,15 @@ class PodWorker:
         obj = {**self.pod, "apiVersion": "v1", "kind": "Pod"}
         if container:
             obj["_fieldPath"] = f"spec.containers{{{container}}}"
-        self.kl.recorder.event(obj, etype, reason, message)
+        # Sent after this sync's status write: the status is what a waiting client needs first.
+        self._events.append((obj, etype, reason, message))
+        if not self._in_sync:  # e.g. a probe's result between syncs
+            self._flush_events()
+
+    def _flush_events(self) -> None:
+        for ev in self._events:
+            self.kl.recorder.event(*ev)
+        self._events.clear()
 
     async def sync(self) -> bool:
         """One pass; True when the worker is done (pod gone or terminated and deleted)."""
@@ -656,7 +672,9 @@ class Kubelet:
             transition = prev.get("lastTransitionTime") if prev.get("status") == value else None
             conditions.append({"type": ctype, "status": value, "lastHeartbeatTime": now,
                                "lastTransitionTime": transition or now, "reason": reason, "message": message})
-        info = {**base["nodeInfo"], **(current.get("nodeInfo") or {}), **_node_info()}
+        # What bootstrap (or an earlier agent) wrote, where it is not empty; the machine's facts win.
+        written = {k: v for k, v in (current.get("nodeInfo") or {}).items() if v}
+        info = {**base["nodeInfo"], **written, **_node_info()}
         patch = {"status": {"conditions": conditions, "addresses": base["addresses"], "nodeInfo": info,
                             "capacity": current.get("capacity") or base["capacity"],
                             "allocatable": current.get("allocatable") or base["allocatable"],

@@ -57,8 +57,9 @@ def ensure_private_dir(path: Path) -> None:
     """Make `path` a private bind mount of itself: mount-namespace files may only be bind-mounted onto a
     mount that is not shared (else the new namespace would see itself)."""
     path.mkdir(parents=True, exist_ok=True)
-    if str(path) not in {p for p, _ in nsutil.mountpoints()}:
-        nsutil.run(["mount", "--bind", str(path), str(path)])
+    if str(path) in {p for p, _ in nsutil.mountpoints()}:
+        return  # made private when it was mounted (saves a `mount` process per sandbox)
+    nsutil.run(["mount", "--bind", str(path), str(path)])
     nsutil.run(["mount", "--make-private", str(path)])
 
 
@@ -133,9 +134,10 @@ class SandboxManager:
     def _create(self, pod: dict[str, Any], sb: Sandbox, serviceaccount_dir: str | None) -> None:
         node = self.names.node_netns
         veth = Names.pod_veth(sb.uid)
-        # Leftovers of an interrupted attempt.
-        nsutil.ip(None, "netns", "del", sb.netns, check=False)
-        nsutil.ip(node, "link", "del", veth, check=False)
+        # Leftovers of an interrupted attempt (the veth goes with its peer's namespace).
+        if Names.netns_path(sb.netns).exists():
+            nsutil.ip(None, "netns", "del", sb.netns, check=False)
+            nsutil.ip(node, "link", "del", veth, check=False)
         nsutil.ip(None, "netns", "add", sb.netns)
         nsutil.ip_batch(node, [
             f"link add {veth} type veth peer name eth0 netns {sb.netns}",

@@ -32,24 +32,21 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> Any:
     raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
 
 
-_next_ip = iter(range(10, 250))
+async def wait_ready(client: Client, ns: str, selector: str, timeout: float = 20.0) -> list[str]:
+    """Wait until the node agent has every pod matching `selector` Running and Ready; their IPs."""
 
+    async def ready_ips() -> list[str] | None:
+        pods, _ = await client.list("pods", namespace=ns, label_selector=selector)
+        ips = []
+        for p in pods:
+            status = p.get("status") or {}
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+            if not (ready and status.get("podIP")):
+                return None
+            ips.append(status["podIP"])
+        return sorted(ips) or None
 
-async def mark_ready(client: Client, ns: str, selector: str) -> list[str]:
-    """Kubelet's part: every pod matching `selector` gets an IP and becomes Running + Ready."""
-    pods, _ = await client.list("pods", namespace=ns, label_selector=selector)
-    ips = []
-    for p in pods:
-        if (p.get("status") or {}).get("podIP"):
-            ips.append(p["status"]["podIP"])
-            continue
-        ip = f"10.244.0.{next(_next_ip)}"
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        p["status"] = {**(p.get("status") or {}), "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                       "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}
-        await client.replace(p, subresource="status")
-        ips.append(ip)
-    return ips
+    return await wait_for(ready_ips, timeout)
 
 
 @pytest.fixture
@@ -72,7 +69,7 @@ async def test_article_deployment_expose_scale_delete(cluster, namespace: str, c
     rs_name = pod["metadata"]["ownerReferences"][0]["name"]
     assert pod["metadata"]["name"].startswith(rs_name + "-") and len(pod["metadata"]["name"]) == len(rs_name) + 6
     assert rs_name.startswith("nginx-")
-    (ip,) = await mark_ready(client, ns, "app=nginx")
+    (ip,) = await wait_ready(client, ns, "app=nginx")
 
     async def ep_ips() -> list[str]:
         try:
@@ -113,7 +110,7 @@ async def test_article_deployment_expose_scale_delete(cluster, namespace: str, c
         return pods if len(pods) == 2 else []
 
     await wait_for(two_pods)
-    ips = await mark_ready(client, ns, "app=nginx")
+    ips = await wait_ready(client, ns, "app=nginx")
     assert await wait_for(lambda: _eq(ep_ips, sorted(ips))) 
 
     events, _ = await client.list("events", namespace=ns)
@@ -170,7 +167,7 @@ spec:
     # OrderedReady: nginx-1 waits for nginx-0 to be Running and Ready
     with pytest.raises(errors.NotFound):
         await client.get("pods", "nginx-1", namespace=ns)
-    await mark_ready(client, ns, "app=nginx")
+    await wait_ready(client, ns, "app=nginx")
 
     async def pod1() -> dict | None:
         try:
@@ -179,7 +176,7 @@ spec:
             return None
 
     await wait_for(pod1)
-    ips = await mark_ready(client, ns, "app=nginx")
+    ips = await wait_ready(client, ns, "app=nginx")
 
     async def hostnames() -> list:
         try:

@@ -135,7 +135,7 @@ def test_apply_article_manifests(cluster: Cluster, namespace: str, version: str)
     assert ep[1].split()[:2] == ["external-db", "203.0.113.20"]
 
 
-@pytest.mark.parametrize("version", ["1.27", "1.30", "1.33"])
+@pytest.mark.parametrize("version", KUBECTL_VERSIONS)
 def test_server_side_apply(cluster: Cluster, namespace: str, version: str) -> None:
     k = cluster.kubectl
     n = ("-n", namespace)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from labkit.node.cleanup import cluster_netns, cluster_processes
+from labkit.node.cleanup import cluster_netns
 from labkit.node.names import cluster_prefix
 
 pytestmark = [
@@ -248,17 +248,28 @@ def test_graceful_termination_and_nothing_leaks(cluster: Any, ns: str) -> None:
     pod_pids = {int(p) for n in new_netns
                 for p in subprocess.run(["ip", "netns", "pids", n], capture_output=True, text=True).stdout.split()}
     assert len(pod_pids) >= 2
+    veths = [f"veth{get_pod(cluster, ns, n)['metadata']['uid'][:8]}" for n in ("stubborn", "quick")]
+    assert all(v in subprocess.run(["ip", "-n", f"{prefix}-node", "-o", "link"], capture_output=True,
+                                   text=True).stdout for v in veths)
     started = time.monotonic()
     cluster.kubectl("-n", ns, "delete", "pod", "stubborn", "quick", "--wait=false")
     assert "Terminating" in cluster.kubectl("-n", ns, "get", "pod", "stubborn").stdout
     wait_until(lambda: not cluster.kubectl("-n", ns, "get", "pods", "-o", "name").stdout.strip(), 20, "deletion")
     assert time.monotonic() - started >= 1.5  # the stubborn container got its grace period before SIGKILL
     assert not (set(cluster_netns(prefix)) & new_netns)
-    assert not {p for p in pod_pids if Path(f"/proc/{p}").exists()}
+    wait_until(lambda: not [p for p in pod_pids if alive(p)], 5, "the pods' processes to end")
     node_links = subprocess.run(["ip", "-n", f"{prefix}-node", "-o", "link"], capture_output=True, text=True).stdout
-    pod_veths = [line for line in node_links.splitlines() if "master cni0" in line]
-    pods_left = json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
-    assert len(pod_veths) == len([p for p in pods_left if p.get("status", {}).get("podIP")])
+    assert not [v for v in veths if v in node_links]
+    host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not [v for v in veths if v in host_links]  # and the host namespace never had any
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_agent_killed_and_restarted_adopts_running_containers(cluster: Any, ns: str, node_agent: NodeAgent) -> None:

@@ -56,24 +56,27 @@ REASON = kernel_ipvs_available()
 def test_real_kernel_ipvs_in_a_namespace():
     import subprocess
 
-    from labkit.agent.userspace import NetnsSockets
+    from labkit.netns import run_in_netns
 
     ns = "labkit-test-ipvs"
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        with NetnsSockets(ns).entered():
-            from pyroute2 import IPVS
 
-            be = KernelBackend(IPVS())
-            vs = VirtualServer("TCP", "198.51.100.7", 80, "rr", FLAG_PERSISTENT, 60)
-            be.apply(Op("add_vs", vs))
-            be.apply(Op("add_rs", vs, RealServer("198.51.100.8", 8080)))
-            got = be.list()[vs.key]
-            assert got.persistent and got.timeout == 60
-            assert [(d.address, d.port, d.forward, d.weight) for d in got.destinations] == [
-                ("198.51.100.8", 8080, "Masq", 1)]
-            be.apply(Op("del_vs", vs))
-            assert be.list() == {}
-            be.close()
+    def body() -> None:
+        from pyroute2 import IPVS
+
+        be = KernelBackend(IPVS())
+        vs = VirtualServer("TCP", "198.51.100.7", 80, "rr", FLAG_PERSISTENT, 60)
+        be.apply(Op("add_vs", vs))
+        be.apply(Op("add_rs", vs, RealServer("198.51.100.8", 8080)))
+        got = be.list()[vs.key]
+        assert got.persistent and got.timeout == 60
+        assert [(d.address, d.port, d.forward, d.weight) for d in got.destinations] == [
+            ("198.51.100.8", 8080, "Masq", 1)]
+        be.apply(Op("del_vs", vs))
+        assert be.list() == {}
+        be.close()
+
+    try:
+        run_in_netns(ns, body)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)

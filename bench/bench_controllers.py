@@ -1,0 +1,292 @@
+"""Benchmark of the controllers that turn Services and Pods into Endpoints and EndpointSlices.
+
+    .venv/bin/python bench/bench_controllers.py [--scales 10] [--services 1000] [--pods-per-service 3]
+
+Prints, with the targets in brackets:
+- `kubectl scale deploy --replicas=2` until both endpoints are listed: median    [≤ 50 ms]
+  (measured from the scale request; the real kubectl's own run time is printed apart when it is installed)
+- 1,000 Services with 3 ready pods each until every Endpoints and EndpointSlice is correct   [≤ 5 s]
+
+The controllers are isolated from the node agent: the pods name a scheduler that does not exist
+(`schedulerName: labkit-bench-none`), so they are never bound and no kubelet runs them; this benchmark plays the
+kubelet and marks each new pod Running and Ready with a podIP through the pods/status subresource.
+The pod IPs are only data in the API; no packet is sent anywhere.
+Everything runs against a real embedded cluster in a temporary LABKIT_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from labkit.backends import embedded
+from labkit.client import Client
+
+NS = "bench"
+NO_SCHEDULER = "labkit-bench-none"
+_ip_counter = itertools.count(1)
+
+
+def next_pod_ip() -> str:
+    n = next(_ip_counter)
+    return f"10.244.{n // 250 + 1}.{n % 250 + 1}"
+
+
+def _container() -> dict:
+    return {"name": "web", "image": "nginx:1.19", "ports": [{"containerPort": 80}]}
+
+
+def _pod(name: str, app: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+            "spec": {"schedulerName": NO_SCHEDULER, "containers": [_container()]}}
+
+
+def _service(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]}}
+
+
+def _ready_status(ip: str) -> dict:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [
+        {"type": t, "status": "True", "lastTransitionTime": now}
+        for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]}}
+
+
+async def mark_ready(client: Client, name: str) -> str:
+    ip = next_pod_ip()
+    await client.patch("pods", name, _ready_status(ip), namespace=NS, subresource="status")
+    return ip
+
+
+class EndpointState:
+    """Endpoints and EndpointSlices of the namespace as two watches report them, with a change signal."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.endpoints: dict[str, dict] = {}
+        self.slices: dict[str, dict] = {}
+        self.changed = asyncio.Event()
+        self.on_change: Callable[[str, str], None] | None = None  # (kind, service name)
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        for resource, store in (("endpoints", self.endpoints), ("endpointslices", self.slices)):
+            _, rv = await self.client.list(resource, NS)
+            self._tasks.append(asyncio.create_task(self._watch(resource, store, rv)))
+
+    async def _watch(self, resource: str, store: dict[str, dict], rv: str) -> None:
+        async for ev in self.client.watch(resource, NS, resource_version=rv):
+            if ev.type == "BOOKMARK":
+                continue
+            name = ev.object["metadata"]["name"]
+            if ev.type == "DELETED":
+                store.pop(name, None)
+            else:
+                store[name] = ev.object
+            service = name if resource == "endpoints" else \
+                (ev.object["metadata"].get("labels") or {}).get("kubernetes.io/service-name", "")
+            if self.on_change:
+                self.on_change(resource, service)
+            self.changed.set()
+
+    async def wait(self, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not condition():
+            self.changed.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError("endpoints did not converge")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    def endpoints_ips(self, service: str) -> set[str]:
+        ep = self.endpoints.get(service) or {}
+        return {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []
+                if any(p.get("port") == 80 for p in s.get("ports") or [])}
+
+    def slice_ips(self, service: str) -> set[str]:
+        out: set[str] = set()
+        for sl in self.slices.values():
+            if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != service:
+                continue
+            if not any(p.get("port") == 80 for p in sl.get("ports") or []):
+                continue
+            for e in sl.get("endpoints") or []:
+                if (e.get("conditions") or {}).get("ready"):
+                    out.update(e.get("addresses") or [])
+        return out
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def kubelet_stand_in(client: Client, ips: dict[str, str]) -> None:
+    """Mark every new pod of the namespace Running and Ready with a podIP, as a kubelet would."""
+    _, rv = await client.list("pods", NS)
+    async for ev in client.watch("pods", NS, resource_version=rv):
+        if ev.type != "ADDED":
+            continue
+        name = ev.object["metadata"]["name"]
+        if name not in ips:
+            ips[name] = ""
+            ips[name] = await mark_ready(client, name)
+
+
+def _kubectl() -> str | None:
+    real = shutil.which("kubectl")
+    if real is None:
+        return None
+    versioned = Path(os.path.realpath(real)).parent / "kubectl.1.32"
+    return str(versioned) if versioned.exists() else real
+
+
+async def bench_scale(client: Client, kubeconfig: Path, runs: int) -> dict[str, float]:
+    """Deployment web (1 replica) + Service web; scale to 2 and wait for both addresses, `runs` times."""
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+                  "metadata": {"labels": {"app": "web"}},
+                  "spec": {"schedulerName": NO_SCHEDULER, "containers": [_container()]}}}}
+    state = EndpointState(client)
+    await state.start()
+    ips: dict[str, str] = {}
+    kubelet = asyncio.create_task(kubelet_stand_in(client, ips))
+    await client.create(deploy)
+    await client.create(_service("web"))
+
+    def count(n: int) -> Callable[[], bool]:
+        return lambda: len(state.endpoints_ips("web")) == n and len(state.slice_ips("web")) == n
+
+    await state.wait(count(1), 30)
+    api_times: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await client.patch("deployments", "web", {"spec": {"replicas": 2}}, namespace=NS, subresource="scale")
+        await state.wait(count(2), 30)
+        api_times.append(time.perf_counter() - start)
+        await client.patch("deployments", "web", {"spec": {"replicas": 1}}, namespace=NS, subresource="scale")
+        await state.wait(count(1), 30)
+    results = {"scale→both endpoints (API PATCH /scale) median ms": statistics.median(api_times) * 1000,
+               "scale→both endpoints (API PATCH /scale) max ms": max(api_times) * 1000}
+
+    kubectl = _kubectl()
+    if kubectl:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        cache = tempfile.mkdtemp(prefix="bench-kubectl-")
+        args = [kubectl, f"--cache-dir={cache}", "-n", NS, "scale", "deploy", "web"]
+        subprocess.run([*args, "--replicas=1"], env=env, capture_output=True, check=True)  # warm the cache
+        total, own = [], []
+        for _ in range(runs):
+            start = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(*args, "--replicas=2", env=env,
+                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await proc.wait()
+            exited = time.perf_counter()
+            await state.wait(count(2), 30)
+            total.append(time.perf_counter() - start)
+            own.append(exited - start)
+            await client.patch("deployments", "web", {"spec": {"replicas": 1}}, namespace=NS, subresource="scale")
+            await state.wait(count(1), 30)
+        shutil.rmtree(cache, ignore_errors=True)
+        results["kubectl scale→both endpoints median ms"] = statistics.median(total) * 1000
+        results["  of which the kubectl process itself, median ms"] = statistics.median(own) * 1000
+    kubelet.cancel()
+    await asyncio.gather(kubelet, return_exceptions=True)
+    await state.stop()
+    await client.delete("services", "web", NS)
+    await client.delete("deployments", "web", NS)
+    return results
+
+
+async def _bounded(coros: list, limit: int) -> list:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(coro):  # type: ignore[no-untyped-def]
+        async with sem:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def bench_many(client: Client, services: int, per_service: int) -> dict[str, float]:
+    """`services` Services over `per_service` ready pods each: time until all Endpoints/Slices are correct."""
+    names = [f"s{i}" for i in range(services)]
+    start = time.perf_counter()
+    await _bounded([client.create(_pod(f"{svc}-{j}", svc)) for svc in names for j in range(per_service)], 16)
+    pod_ips = await _bounded([mark_ready(client, f"{svc}-{j}") for svc in names for j in range(per_service)], 16)
+    setup = time.perf_counter() - start
+    expected = {svc: set(pod_ips[i * per_service:(i + 1) * per_service]) for i, svc in enumerate(names)}
+    await asyncio.sleep(1.0)  # let the controllers digest the pod events before the clock starts
+
+    state = EndpointState(client)
+    await state.start()
+    good_ep: set[str] = set()
+    good_slice: set[str] = set()
+    done = asyncio.Event()
+
+    def check(resource: str, svc: str) -> None:
+        if svc not in expected:
+            return
+        if resource == "endpoints":
+            (good_ep.add if state.endpoints_ips(svc) == expected[svc] else good_ep.discard)(svc)
+        else:
+            (good_slice.add if state.slice_ips(svc) == expected[svc] else good_slice.discard)(svc)
+        if len(good_ep) == len(good_slice) == services:
+            done.set()
+
+    state.on_change = check
+    start = time.perf_counter()
+    await _bounded([client.create(_service(svc)) for svc in names], 16)
+    created = time.perf_counter() - start
+    await asyncio.wait_for(done.wait(), 120)
+    total = time.perf_counter() - start
+    await state.stop()
+    return {f"setup: {services * per_service} pods created and marked ready s": setup,
+            f"{services} services created (16 concurrent requests) s": created,
+            f"{services} services × {per_service} pods: all Endpoints+EndpointSlices correct s": total}
+
+
+async def run(kubeconfig: Path, scales: int, services: int, per_service: int) -> dict[str, float]:
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        results = await bench_scale(client, kubeconfig, scales)
+        results.update(await bench_many(client, services, per_service))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scales", type=int, default=10)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--pods-per-service", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        paths, _ = embedded.up(home)
+        try:
+            results = asyncio.run(run(paths.kubeconfig, args.scales, args.services, args.pods_per_service))
+        finally:
+            embedded.down(home)
+    for key, value in results.items():
+        target = ""
+        if "median" in key and "both endpoints" in key and "kubectl process" not in key:
+            target = "   [target ≤ 50 ms]"
+        elif "all Endpoints" in key:
+            target = "   [target ≤ 5 s]"
+        print(f"{key}: {value:.2f}{target}")
+
+
+if __name__ == "__main__":
+    main()
