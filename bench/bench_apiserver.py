@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -66,13 +67,15 @@ async def bench_api(kubeconfig: Path, creates: int, services: int) -> dict[str, 
                                           headers={"Accept": TABLE_ACCEPT}) as resp:
                 await resp.read()
             list_times.append(time.perf_counter() - start)
-        # kubectl pages by 500; the full listing is the two pages together.
-        start = time.perf_counter()
-        async with client.session.get(client.server + "/api/v1/namespaces/default/services",
-                                      headers={"Accept": TABLE_ACCEPT}) as resp:
-            body = await resp.json()
-        full = time.perf_counter() - start
-        results[f"list {len(body['rows'])} services as Table ms"] = full * 1000
+        # kubectl pages by 500; the full listing is the two pages together (or one unpaged request).
+        full_times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            async with client.session.get(client.server + "/api/v1/namespaces/default/services",
+                                          headers={"Accept": TABLE_ACCEPT}) as resp:
+                body = await resp.json()
+            full_times.append(time.perf_counter() - start)
+        results[f"list all {len(body['rows'])} services as one Table, median ms"] = statistics.median(full_times) * 1000
         results["list 500 (one kubectl page) median ms"] = statistics.median(list_times) * 1000
 
         latencies: list[float] = []
@@ -120,8 +123,10 @@ def main() -> None:
             embedded.down(home)
     targets = {"create median ms": "≤ 5", "watch latency p99 ms": "≤ 10"}
     for key, value in results.items():
-        target = targets.get(key, "≤ 100" if key.startswith("list 1000") else "")
+        target = targets.get(key, "≤ 100" if key.startswith("list all") else "")
         print(f"{key}: {value:.2f}" + (f"   [target {target}]" if target else ""))
+    load = os.getloadavg()
+    print(f"(load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

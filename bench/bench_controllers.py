@@ -286,6 +286,8 @@ def main() -> None:
         elif "all Endpoints" in key:
             target = "   [target ≤ 5 s]"
         print(f"{key}: {value:.2f}{target}")
+    load = os.getloadavg()
+    print(f"(load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ class Agent:
         self.services: Any = None
         self.slices: Any = None
         self.last_sync: dict[str, float] = {}  # when the last sync ran and how long it took (bench, logs)
+        self.first_sync: dict[str, float] = {}
 
     def node_ips(self) -> list[str]:
         if self._node_ips is not None:
@@ -112,6 +113,8 @@ class Agent:
             log.info("sync: %d operations in %.1f ms: %s", len(ops), (time.perf_counter() - start) * 1e3,
                      "; ".join(map(str, ops[:20])))
         self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": len(ops)}
+        if not self.first_sync:
+            self.first_sync = self.last_sync
 
     def save_state(self) -> None:
         if self.state_file:
@@ -254,16 +257,22 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
                 log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
                          (time.monotonic() - t0) * 1e3)
     control = None
+    agent: Agent | None = None
     if args.control_socket:
         def info() -> dict[str, Any]:
-            return {"backend": kind, "timeouts": getattr(backend, "timeouts", {"tcp": 900, "tcpfin": 120,
-                                                                                 "udp": 300})}
+            return {"backend": kind, "pid": os.getpid(),
+                    "sync": {"first": agent.first_sync, "last": agent.last_sync} if agent is not None else {},
+                    "timeouts": getattr(backend, "timeouts", {"tcp": 900, "tcpfin": 120, "udp": 300})}
 
         def snapshot() -> Table:
             return backend.list()
 
+        def lookup(key: Any) -> Any:
+            rt = backend.services.get(key) if isinstance(backend, UserspaceDataPlane) else backend.list().get(key)
+            return getattr(rt, "vs", rt)
+
         control = await serve_control(args.control_socket, snapshot, info,
-                                      getattr(backend, "connections", None))
+                                      getattr(backend, "connections", None), lookup)
     # The API client (aiohttp) takes long to import: off the loop, which is serving meanwhile.
     await asyncio.to_thread(importlib.import_module, "labkit.client")
     await asyncio.to_thread(importlib.import_module, "pyroute2")  # kube-ipvs0 bindings at the first sync

@@ -3,7 +3,10 @@
 Request: one JSON object per line, `{"cmd": "table"}`, `{"cmd": "conns"}` or `{"cmd": "ping"}`. Response: one
 JSON line, `{"ok": true, "table": [...ipvsadm.render_json...], "timeouts": {...}, "backend": "userspace"}`,
 `{"ok": true, "conns": [{"protocol", "client", "virtual", "destination", "state"}, ...]}` (like
-`ipvsadm -L -n -c`) or `{"ok": false, "error": "..."}`.
+`ipvsadm -L -n -c`) or `{"ok": false, "error": "..."}`. `{"cmd": "wait", "vs": [proto, addr, port], "dests": n,
+"timeout": s}` answers `{"ok": true, "found": bool, "ms": elapsed}` as soon as that virtual server exists with `n`
+real servers (n = -1: is absent) — checked in the agent every millisecond, so a benchmark can time convergence
+without polling the whole table over the socket.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.agent.ipvsadm import render_json
-from labkit.agent.model import Table, VirtualServer
+from labkit.agent.model import Table, VirtualServer, VSKey
 
 
 async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable[[], dict[str, Any]] | None = None,
-                        conns: Callable[[], list[dict[str, Any]]] | None = None) -> asyncio.AbstractServer:
+                        conns: Callable[[], list[dict[str, Any]]] | None = None,
+                        lookup: Callable[[VSKey], VirtualServer | None] | None = None) -> asyncio.AbstractServer:
     """Serve the table at `path` (a stale socket file is replaced)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -34,6 +38,8 @@ async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable
                     cmd = req.get("cmd")
                     if cmd == "ping":
                         resp: dict[str, Any] = {"ok": True}
+                    elif cmd == "wait" and lookup is not None:
+                        resp = await _wait(lookup, req)
                     elif cmd == "conns":
                         resp = {"ok": True, "conns": conns() if conns else []}
                     elif cmd == "table":
@@ -54,12 +60,26 @@ async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable
     return server
 
 
-def request(path: str, cmd: str = "table", timeout: float = 5.0) -> dict[str, Any]:
-    """One blocking request (for the CLI)."""
+async def _wait(lookup: Callable[[VSKey], VirtualServer | None], req: dict[str, Any]) -> dict[str, Any]:
+    proto, addr, port = req["vs"]
+    want = int(req.get("dests", 0))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + float(req.get("timeout", 5.0))
+    while True:
+        vs = lookup((proto, addr, int(port)))
+        found = vs is None if want < 0 else (vs is not None and len(vs.destinations) == want)
+        if found or loop.time() >= deadline:
+            return {"ok": True, "found": found, "ms": (loop.time() - start) * 1e3}
+        await asyncio.sleep(0.001)
+
+
+def request(path: str, cmd: str | dict[str, Any] = "table", timeout: float = 5.0) -> dict[str, Any]:
+    """One blocking request (for the CLI); `cmd` is a command name or a whole request object."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
-        s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        s.sendall(json.dumps(cmd if isinstance(cmd, dict) else {"cmd": cmd}).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
             chunk = s.recv(1 << 20)

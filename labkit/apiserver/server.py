@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import ssl
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +80,9 @@ class ApiServer:
                                    client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._watch_tasks: set[asyncio.Task] = set()
+        # Every watcher of a resource (controllers, agent, DNS, kubectl) gets the same event line: encode it
+        # once. Keyed by (resourceVersion, type): a resourceVersion names one state of one object in the store.
+        self._event_lines: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self.exec_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
         self.log_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
 
@@ -345,6 +349,20 @@ class ApiServer:
         return opts
 
     # -- list and watch -----------------------------------------------------------------------
+    _EVENT_LINES_MAX = 512
+
+    def _event_line(self, typ: str, obj: dict) -> bytes:
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if not rv:
+            return _line({"type": typ, "object": obj})
+        key = (rv, typ)
+        line = self._event_lines.get(key)
+        if line is None:
+            line = self._event_lines[key] = _line({"type": typ, "object": obj})
+            if len(self._event_lines) > self._EVENT_LINES_MAX:
+                self._event_lines.popitem(last=False)
+        return line
+
     def _list(self, request: web.Request, route: Route) -> web.Response:
         q = request.query
         kind = route.kind
@@ -426,6 +444,8 @@ class ApiServer:
                                             include_object=include_object, with_columns=first_table)
                     first_table = False
                     await response.write(_line({"type": typ, "object": table}))
+                elif typ in ("ADDED", "MODIFIED", "DELETED"):
+                    await response.write(self._event_line(typ, obj))
                 else:
                     await response.write(_line({"type": typ, "object": obj}))
 

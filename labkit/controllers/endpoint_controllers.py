@@ -87,7 +87,8 @@ class EndpointsController:
                 except errors.NotFound:
                     pass
             return
-        want = ep.plan_endpoints(svc, self.mgr.pods_in(ns), current)
+        want = ep.plan_endpoints(svc, self.mgr.pods_for_selector(ns, (svc.get("spec") or {}).get("selector")),
+                                 current)
         if want is None:
             return
         try:
@@ -195,7 +196,7 @@ class EndpointSliceController:
             if existing:
                 await self.writer.apply(ns, name, es.Plan(delete=[name_of(s) for s in existing]))
             return
-        pods = self.mgr.pods_in(ns)
+        pods = self.mgr.pods_for_selector(ns, (svc.get("spec") or {}).get("selector"))
         plan = es.plan_for_service(svc, pods, existing, trigger=ep.trigger_time(svc, pods))
         if not plan.empty():
             await self.writer.apply(ns, name, plan)

@@ -38,6 +38,9 @@ class Manager:
         # indices, kept current by the first handlers registered (before any controller's)
         self._pods_by_ns: dict[str, dict[str, dict]] = {}
         self._svc_by_label: dict[tuple[str, str, str], set[str]] = {}
+        # pods by (namespace, label key, label value), and the labels each pod was indexed under
+        self._pods_by_label: dict[tuple[str, str, str], set[str]] = {}
+        self._pod_labels: dict[tuple[str, str], dict[str, str]] = {}
         self._slices_by_svc: dict[tuple[str, str], dict[str, dict]] = {}
         self.informer("pods").add_handler(self._index_pod)
         self.informer("services").add_handler(self._index_service)
@@ -65,9 +68,37 @@ class Manager:
             self._pods_by_ns.get(ns, {}).pop(name, None)
         else:
             self._pods_by_ns.setdefault(ns, {})[name] = pod
+        labels = {} if etype == "DELETED" else (meta(pod).get("labels") or {})
+        before = self._pod_labels.get((ns, name)) or {}
+        if labels != before:
+            for k, v in before.items():
+                bucket = self._pods_by_label.get((ns, k, v))
+                if bucket is not None:
+                    bucket.discard(name)
+                    if not bucket:
+                        del self._pods_by_label[(ns, k, v)]
+            for k, v in labels.items():
+                self._pods_by_label.setdefault((ns, k, v), set()).add(name)
+        if labels:
+            self._pod_labels[(ns, name)] = dict(labels)
+        else:
+            self._pod_labels.pop((ns, name), None)
 
     def pods_in(self, namespace: str) -> list[dict]:
         return list(self._pods_by_ns.get(namespace, {}).values())
+
+    def pods_for_selector(self, namespace: str, selector: dict[str, str] | None) -> list[dict]:
+        """The namespace's pods carrying the selector's rarest label pair: a superset of those it selects.
+
+        The endpoints controllers' pure functions still filter by the whole selector; this only spares
+        them a scan of every pod of the namespace per Service (1,000 Services x 3,000 pods).
+        """
+        if not selector:
+            return []
+        buckets = [self._pods_by_label.get((namespace, k, v), set()) for k, v in selector.items()]
+        smallest = min(buckets, key=len)
+        pods = self._pods_by_ns.get(namespace, {})
+        return [pods[n] for n in smallest if n in pods]
 
     @staticmethod
     def _svc_index_key(svc: dict) -> tuple[str, str, str] | None:

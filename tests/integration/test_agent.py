@@ -171,6 +171,7 @@ def test_round_robin_splits_fresh_connections_evenly(cluster: Any, web: tuple[st
     doc = labkit_curl(cluster, f"http://{vip}/hostname", "--from", client, "-n", ns, "--count", "100")
     assert doc["counts"] == {name: 50 for name in pods}
     # by DNS name through kube-dns (10.96.0.10) from the same pod, then by the agent's connection table
+    wait_for(lambda: ready_pods(cluster, "kube-system", "k8s-app=kube-dns"), 60, "a ready CoreDNS pod")
     doc = labkit_curl(cluster, "http://web/", "--from", client, "-n", ns, "--count", "4")
     assert doc["counts"] == {name: 2 for name in pods}
     assert {r["destination"] for r in doc["requests"]} == {f"{ip}:80" for ip in pods.values()}
@@ -277,8 +278,8 @@ def test_kubernetes_and_kube_dns_services_work_from_a_pod(cluster: Any, namespac
             tls.sendall(b"GET /version HTTP/1.1\r\nHost: 10.96.0.1\r\nConnection: close\r\n\r\n")
             assert tls.recv(4096).startswith(b"HTTP/1.1 ")
         # kube-dns: UDP and TCP 10.96.0.10:53 reach CoreDNS (once its pods are ready)
-        wait_rs(cluster, "UDP  10.96.0.10:53 rr", set(ready_pods(cluster, "kube-system", "k8s-app=kube-dns").values())
-                or {"-"}, timeout=60)
+        dns_pods = wait_for(lambda: ready_pods(cluster, "kube-system", "k8s-app=kube-dns"), 60, "ready CoreDNS")
+        wait_rs(cluster, "UDP  10.96.0.10:53 rr", set(dns_pods.values()))
         q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
         udp = sockets.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with udp:

@@ -58,5 +58,5 @@ def test_field_selectors_for_pods() -> None:
 
 
 def test_unsupported_field_is_rejected_with_upstream_words() -> None:
-    with pytest.raises(BadRequest, match="field label not supported: spec.clusterIP"):
+    with pytest.raises(BadRequest, match=r"field label not supported: spec\.clusterIP"):
         parse_field_selector("spec.clusterIP=1.2.3.4", "pods")

@@ -1,0 +1,237 @@
+"""Benchmark of the cluster DNS on the embedded cluster, with a real load generator (Debian's dnsperf).
+
+dnsperf runs inside the node's network namespace (`nsenter --net=/run/netns/<prefix>-node`), never in the host's,
+and sends UDP A queries for cluster names (the bench namespace's N Services) to kube-dns 10.96.0.10 (through the
+IPVS agent) and, side by side, to one coredns pod's IP directly. Prints figures; asserts nothing.
+
+- throughput: dnsperf without a rate limit (64 outstanding), then again capped at 90 % of that rate to show a
+  rate sustained with no lost queries; plus the coredns process's CPU time during the run, as answers per
+  CPU-second (what one fully available core would sustain: the 2-core machine is shared, so wall-clock rates
+  depend on whatever else runs);
+- latency at a fixed rate (`-Q 5000`): p50/p99/max from dnsperf's per-query `-v` lines;
+- memory: RSS and PSS (/proc/PID/smaps_rollup) of each coredns process before and after N Services.
+
+    .venv/bin/python bench/bench_dns.py [--home H] [--services 1000] [--seconds 10] [--rate 5000]
+
+Without --home a temporary embedded cluster is started and removed afterwards. Needs root and dnsperf
+(`apt-get install -y dnsperf`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labkit.backends import embedded
+from labkit.dns.dig import dig
+from labkit.dns.transports import node_transport
+from labkit.node.names import Names
+
+KUBE_DNS = "10.96.0.10"
+BENCH_NS = "bench-dns"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def kubectl(home: Path, *args: str, input: str | None = None) -> str:
+    env = {**os.environ, "KUBECONFIG": str(home / "kubeconfig")}
+    out = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=env, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
+    return out.stdout
+
+
+def wait_for(fn: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def coredns_pods(home: Path) -> list[dict[str, Any]]:
+    """[{name, ip, pids}] of the Ready coredns pods; pids = the processes in the pod's network namespace."""
+    names = Names.for_home(home)
+    pods = json.loads(kubectl(home, "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "json"))
+    out = []
+    for p in pods["items"]:
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        if not ready:
+            continue
+        netns = names.pod_netns(p["metadata"]["uid"])
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+        out.append({"name": p["metadata"]["name"], "ip": p["status"]["podIP"], "pids": [int(x) for x in pids]})
+    return sorted(out, key=lambda p: p["name"])
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total
+
+
+def memory(pids: list[int]) -> tuple[float, float]:
+    """(RSS MB, PSS MB) summed over pids."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key == "Rss":
+                    rss += int(rest.split()[0])
+                elif key == "Pss":
+                    pss += int(rest.split()[0])
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024
+
+
+async def create_services(home: Path, n: int) -> None:
+    from labkit.client import Client
+
+    async with Client.from_kubeconfig(home / "kubeconfig") as client:
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> None:
+            body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc{i}", "namespace": BENCH_NS},
+                    "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+            async with sem:
+                try:
+                    await client.create(body, BENCH_NS)
+                except Exception as exc:  # already there from an earlier run
+                    if "AlreadyExists" not in type(exc).__name__:
+                        raise
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def dnsperf(netns: str, server: str, datafile: str, seconds: float, *, rate: int | None = None,
+            verbose: bool = False, outstanding: int = 64) -> dict[str, Any]:
+    argv = ["nsenter", f"--net={Names.netns_path(netns)}", "--", "dnsperf", "-s", server, "-d", datafile,
+            "-l", str(seconds), "-q", str(outstanding), "-c", "4", "-t", "2"]
+    if rate:
+        argv += ["-Q", str(rate)]
+    if verbose:
+        argv.append("-v")
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+
+    def num(pattern: str) -> float:
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else float("nan")
+
+    res: dict[str, Any] = {
+        "sent": int(num(r"Queries sent:\s+(\d+)")),
+        "completed": int(num(r"Queries completed:\s+(\d+)")),
+        "lost": int(num(r"Queries lost:\s+(\d+)")),
+        "qps": num(r"Queries per second:\s+([\d.]+)"),
+        "avg_ms": num(r"Average Latency \(s\):\s+([\d.]+)") * 1000,
+        "rcodes": (re.search(r"Response codes:\s+(.*)", out) or [None, "?"])[1],
+    }
+    if verbose:
+        lat = sorted(float(m) for m in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.M))
+        if lat:
+            res["p50_ms"] = statistics.median(lat) * 1000
+            res["p99_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+            res["max_ms"] = lat[-1] * 1000
+    return res
+
+
+def run(home: Path, args: argparse.Namespace) -> None:
+    names = Names.for_home(home)
+    t = node_transport(home)
+    wait_for(lambda: dig("kubernetes.default.svc.cluster.local.", server=KUBE_DNS, transport=t, timeout=1).addresses,
+             "kube-dns to answer")
+    pods = wait_for(lambda: (p := coredns_pods(home)) and len(p) == 2 and p, "2 ready coredns pods")
+    pids = [pid for p in pods for pid in p["pids"]]
+    rss0, pss0 = memory(pids)
+    print(f"coredns pods: {', '.join(p['name'] + ' ' + p['ip'] for p in pods)}")
+    print(f"memory before: RSS {rss0:.1f} MB, PSS {pss0:.1f} MB for {len(pods)} processes "
+          f"({rss0 / len(pods):.1f} / {pss0 / len(pods):.1f} MB each)")
+
+    kubectl(home, "create", "namespace", BENCH_NS) if BENCH_NS not in kubectl(home, "get", "ns") else None
+    t0 = time.monotonic()
+    asyncio.run(create_services(home, args.services))
+    last = f"svc{args.services - 1}.{BENCH_NS}.svc.cluster.local."
+    for p in pods:
+        wait_for(lambda s=p["ip"]: dig(last, server=s, transport=t, timeout=1).addresses, f"{last} on {p['name']}")
+    print(f"{args.services} Services created and served in {time.monotonic() - t0:.1f} s")
+    time.sleep(1)  # let the allocator settle after the burst of events before reading memory
+    for p in pods:
+        rss, pss = memory(p["pids"])
+        print(f"memory with {args.services} Services: {p['name']}: RSS {rss:.1f} MB, PSS {pss:.1f} MB (target ≤ 80 MB)")
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for i in range(args.services):
+            f.write(f"svc{i}.{BENCH_NS}.svc.cluster.local A\n")
+        datafile = f.name
+    try:
+        direct = pods[0]
+        for label, server, procs in (("pod IP " + direct["ip"], direct["ip"], direct["pids"]),
+                                     (f"kube-dns {KUBE_DNS} (IPVS agent)", KUBE_DNS, pids)):
+            c0 = cpu_ticks(procs)
+            r = dnsperf(names.node_netns, server, datafile, args.seconds)
+            cpu = (cpu_ticks(procs) - c0) / TICKS
+            per_cpu = r["completed"] / cpu if cpu else float("nan")
+            print(f"\n[{label}] unthrottled: {r['qps']:,.0f} answers/s, lost {r['lost']}/{r['sent']}, "
+                  f"avg {r['avg_ms']:.2f} ms, rcodes {r['rcodes']}")
+            print(f"[{label}] coredns CPU {cpu:.2f} s for {r['completed']} answers → {per_cpu:,.0f} answers per "
+                  "CPU-second (one core's capacity; target ≥ 20,000)")
+            capped = max(1000, int(r["qps"] * 0.9))
+            s = dnsperf(names.node_netns, server, datafile, args.seconds, rate=capped)
+            print(f"[{label}] capped at {capped}/s: {s['qps']:,.0f} answers/s sustained, lost {s['lost']}/{s['sent']}, "
+                  f"rcodes {s['rcodes']}")
+            lat = dnsperf(names.node_netns, server, datafile, args.seconds, rate=args.rate, verbose=True)
+            print(f"[{label}] at {args.rate}/s: {lat['qps']:,.0f} answers/s, lost {lat['lost']}, p50 "
+                  f"{lat.get('p50_ms', float('nan')):.2f} ms, p99 {lat.get('p99_ms', float('nan')):.2f} ms "
+                  f"(target ≤ 5 ms), max {lat.get('max_ms', float('nan')):.2f} ms")
+    finally:
+        os.unlink(datafile)
+    print(f"\nload average during the run: {os.getloadavg()} on {os.cpu_count()} CPUs")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--home", help="an already running embedded cluster (default: start a temporary one)")
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=int, default=5000)
+    args = ap.parse_args()
+    if not shutil.which("dnsperf"):
+        raise SystemExit("dnsperf is not installed: apt-get install -y dnsperf")
+    if args.home:
+        run(Path(args.home).absolute(), args)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="labkit-bench-dns-"))
+    home = tmp / "home"
+    try:
+        embedded.up(home, timeout=60)
+        run(home, args)
+    finally:
+        embedded.down(home)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
