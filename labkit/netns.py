@@ -8,6 +8,7 @@ returns. Python 3.11 has no os.setns, hence ctypes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import ctypes.util
 import os
@@ -68,3 +69,30 @@ def listen_in_netns(netns: str | Path, host: str, port: int, kind: int = socket.
         return sock
 
     return run_in_netns(netns, make)
+
+
+class NetnsSockets:
+    """Creates sockets *inside* a network namespace without moving the calling process there.
+
+    A socket belongs to the namespace it was created in, whichever thread uses it later. One worker
+    thread joins the namespace once (setns of a netns is per thread) and creates sockets on request;
+    asyncio code then connects them normally (`loop.sock_connect`, `asyncio.open_connection(sock=...)`).
+    The kubelet uses this for probes: traffic to pod IPs leaves from the node's namespace, never the host's.
+    """
+
+    def __init__(self, netns_path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(netns_path)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=self._enter)
+
+    def _enter(self) -> None:
+        fd = os.open(self._path, os.O_RDONLY)
+        try:
+            setns(fd, CLONE_NEWNET)
+        finally:
+            os.close(fd)
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        return self._pool.submit(socket.socket, family, type).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)

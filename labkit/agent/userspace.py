@@ -289,6 +289,7 @@ class UserspaceDataPlane:
         self.freebind = freebind
         self.services: dict[VSKey, ServiceRuntime] = {}
         self._bound: set[str] = set()
+        self._bound_unknown = True
         self._pending: set[asyncio.Future[Any]] = set()
         self._tick: asyncio.TimerHandle | None = None
         self._last_stats: dict[int, tuple[float, tuple[int, ...]]] = {}
@@ -375,8 +376,11 @@ class UserspaceDataPlane:
             rt.scheduler.update(rt.vs.destinations)
 
     def bound_addresses(self) -> set[str]:
-        if self.device is not None:
-            return self.device.addresses()
+        # Only this agent changes kube-ipvs0, so the device is read once (adopting what a previous agent bound)
+        # and then tracked here: reading 1,000 addresses over netlink on every sync would cost most of a sync.
+        if self.device is not None and self._bound_unknown:
+            self._bound = set(self.device.addresses())
+            self._bound_unknown = False
         return set(self._bound)
 
     def bind(self, address: str) -> None:

@@ -5,18 +5,18 @@ Python 3.11 has no os.setns, so setns/unshare/mount/umount2 come from libc throu
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import ctypes.util
 import os
-import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+# One implementation of entering namespaces for all of labkit; re-exported for the node's modules.
+from labkit.netns import CLONE_NEWNET, NetnsSockets, setns  # noqa: F401
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
-CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -26,11 +26,6 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    """Join the namespace `fd` refers to (for the calling thread, or the process for mount namespaces)."""
-    _check(_libc.setns(fd, nstype), "setns")
 
 
 def umount(path: str | os.PathLike[str], lazy: bool = True) -> None:
@@ -87,28 +82,3 @@ def mountpoints() -> list[tuple[str, str]]:
     return result
 
 
-class NetnsSockets:
-    """Creates sockets *inside* a network namespace without moving the calling process there.
-
-    A socket belongs to the namespace it was created in, whichever thread uses it later. One worker
-    thread joins the namespace once (setns of a netns is per thread) and creates sockets on request;
-    asyncio code then connects them normally (`loop.sock_connect`, `asyncio.open_connection(sock=...)`).
-    The kubelet uses this for probes: traffic to pod IPs leaves from the node's namespace, never the host's.
-    """
-
-    def __init__(self, netns_path: str | os.PathLike[str]) -> None:
-        self._path = os.fspath(netns_path)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=self._enter)
-
-    def _enter(self) -> None:
-        fd = os.open(self._path, os.O_RDONLY)
-        try:
-            setns(fd, CLONE_NEWNET)
-        finally:
-            os.close(fd)
-
-    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
-        return self._pool.submit(socket.socket, family, type).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
