@@ -147,8 +147,11 @@ WRK_RE = {"rps": re.compile(r"Requests/sec:\s+([\d.]+)"), "p99": re.compile(r"\s
 def wrk(netns: str, url: str, duration: float, conns: int, close: bool) -> dict[str, float]:
     argv = ["nsenter", f"--net={Names.netns_path(netns)}", "--", "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
             "--latency", *(["-H", "Connection: close"] if close else []), url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30).stdout
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    out = proc.stdout
     m = WRK_RE["rps"].search(out)
+    if not m:
+        print(f"    wrk failed ({proc.returncode}): {(proc.stderr or out).strip()[-300:]}")
     errors = re.search(r"Socket errors: (.*)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(m.group(1)) if m else 0.0, "errors": errors.group(1) if errors else "",

@@ -182,7 +182,7 @@ async def bench_scale(client: Client, kubeconfig: Path, runs: int) -> dict[str, 
                "scale→both endpoints (API PATCH /scale) max ms": max(api_times) * 1000}
 
     kubectl = _kubectl()
-    if kubectl:
+    if kubectl and not os.environ.get("BENCH_NO_KUBECTL"):
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         cache = tempfile.mkdtemp(prefix="bench-kubectl-")
         args = [kubectl, f"--cache-dir={cache}", "-n", NS, "scale", "deploy", "web"]

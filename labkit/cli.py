@@ -4,6 +4,9 @@
     labkit down               stop it and delete its state
     labkit status [--json]    what runs, where
     labkit kubeconfig         the kubeconfig's absolute path
+    labkit ipvs [--stats|--rate] [--json]          the load balancer's table, as `ipvsadm -L -n` prints it
+    labkit curl URL [--from POD] [--count N]       HTTP from inside the cluster: which pod answered
+    labkit dig NAME [TYPE] [--from POD] [--json]   ask the cluster DNS, from inside the cluster
 
 Errors print one line (`labkit: <reason>`) and exit non-zero.
 """
@@ -11,6 +14,7 @@ Errors print one line (`labkit: <reason>`) and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -82,13 +86,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     sub.add_parser("kubeconfig", help="print the kubeconfig's path").set_defaults(func=cmd_kubeconfig)
+    # Tools with parsers of their own: they get the rest of the command line.
+    for name, target, text in _TOOLS:
+        sub.add_parser(name, add_help=False, help=text).set_defaults(tool=target)
     return parser
 
 
+def _tool(target: str) -> Callable[[list[str], Path], int]:
+    module, _, func = target.rpartition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+_TOOLS = (
+    ("ipvs", "labkit.agent.cli:ipvs_main", "the load balancer's table, as ipvsadm -L -n prints it"),
+    ("curl", "labkit.agent.cli:curl_main", "HTTP requests from inside the cluster: which pod answered"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
     try:
+        if getattr(args, "tool", None):
+            return _tool(args.tool)(rest, _home(args) or embedded.default_home())
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except errors.LabkitError as exc:
         print(f"labkit: {exc}", file=sys.stderr)

@@ -187,7 +187,7 @@ def enter_netns(name: str) -> int:
     """Move this (still single-threaded) process into the named network namespace; returns an fd of the
     namespace it left. setns(2) moves only the calling thread, and threads started later inherit its namespace,
     so this must run before any thread exists."""
-    from labkit.node import nsutil
+    from labkit import netns
     from labkit.node.names import Names
 
     if threading.active_count() != 1:
@@ -195,7 +195,7 @@ def enter_netns(name: str) -> int:
     left = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fd = os.open(Names.netns_path(name), os.O_RDONLY)
     try:
-        nsutil.setns(fd, nsutil.CLONE_NEWNET)
+        netns.setns(fd, netns.CLONE_NEWNET)
     finally:
         os.close(fd)
     return left
@@ -209,7 +209,7 @@ def api_client(args: argparse.Namespace, home_netns_fd: int | None) -> Any:
 
     if home_netns_fd is None:
         return Client.from_kubeconfig(args.kubeconfig) if args.kubeconfig else Client.in_cluster()
-    from labkit.node.nsutil import NetnsSockets
+    from labkit.netns import NetnsSockets
 
     sockets = NetnsSockets(f"/proc/self/fd/{home_netns_fd}")
 

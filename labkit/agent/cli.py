@@ -107,7 +107,7 @@ class NetnsDialer:
     """Blocking sockets made inside a network namespace (one worker thread joined to it)."""
 
     def __init__(self, netns_path: str) -> None:
-        from labkit.node.nsutil import NetnsSockets
+        from labkit.netns import NetnsSockets
 
         self._sockets = NetnsSockets(netns_path)
 

@@ -21,7 +21,7 @@ How it counts, compared with kernel IPVS (net/netfilter/ipvs/ip_vs_conn.c, ip_vs
 
 The proxy serves the network namespace it runs in: the agent process joins the node's namespace at start, as
 kube-proxy runs with hostNetwork, so no per-socket namespace switch costs anything on the data path. Given
-`netns`, it instead makes every socket inside that namespace through `labkit.node.nsutil.NetnsSockets` (one
+`netns`, it instead makes every socket inside that namespace through `labkit.netns.NetnsSockets` (one
 worker thread joined to it), leaving the caller where it is (used by tests and tools).
 """
 
@@ -68,8 +68,8 @@ def make_sockets(netns: str | None) -> Any:
     """Where the data plane makes its sockets: a named netns (one worker thread joined to it) or here."""
     if not netns:
         return _LocalSockets()
+    from labkit.netns import NetnsSockets
     from labkit.node.names import Names
-    from labkit.node.nsutil import NetnsSockets
 
     sockets = NetnsSockets(Names.netns_path(netns))
     return sockets
@@ -395,12 +395,20 @@ class UserspaceDataPlane:
 
     def bind_many(self, addresses: list[str]) -> None:
         if self.device is not None:
-            self.device.add_many(addresses)
+            try:
+                self.device.add_many(addresses)
+            except Exception:
+                self._bound_unknown = True  # partly done: read the device again next time
+                raise
         self._bound.update(addresses)
 
     def unbind_many(self, addresses: list[str]) -> None:
         if self.device is not None:
-            self.device.remove_many(addresses)
+            try:
+                self.device.remove_many(addresses)
+            except Exception:
+                self._bound_unknown = True
+                raise
         self._bound.difference_update(addresses)
 
     def connections(self) -> list[dict[str, Any]]:

@@ -248,10 +248,17 @@ def _with_managed_fields(obj: dict, managers: list[_Manager]) -> dict:
     return obj
 
 
+def _json_copy(obj: Any) -> Any:
+    """A deep copy of JSON data; several times faster than copy.deepcopy, which dominated every write."""
+    return json.loads(json.dumps(obj))
+
+
 def _without_managed_fields(obj: dict) -> dict:
-    out = copy.deepcopy(obj)
-    (out.get("metadata") or {}).pop("managedFields", None)
-    return out
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        # Copy without the managedFields rather than copying them too and dropping them.
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return _json_copy(obj)
 
 
 def encode_fields(paths: set[Path]) -> dict:
@@ -583,7 +590,7 @@ def _fill_zero(obj: dict, kind: str) -> dict:
                 if isinstance(target[name], dict):
                     fill(target[name], value)
 
-    out = copy.deepcopy(obj)
+    out = _json_copy(obj)
     fill(out, _ZERO.get(kind, {}))
     return out
 

@@ -18,6 +18,7 @@ filled in (a Service's `type`, a port's `protocol`, `replicas`, a new pod's phas
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -882,9 +883,9 @@ def _row_object(obj: dict[str, Any], include_object: str) -> dict[str, Any] | No
     return {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
-        # A shallow copy: the Table is serialised at once and never changed, and a deep copy of
-        # 1,000 objects' metadata (managedFields included) was most of the time of listing them.
-        "metadata": dict(_meta(obj)),
+        # A JSON round trip is a deep copy several times faster than copy.deepcopy; with managedFields,
+        # copying 1,000 objects' metadata was most of the time of listing them as a Table.
+        "metadata": json.loads(json.dumps(_meta(obj))),
     }
 
 

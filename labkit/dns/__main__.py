@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import gc
+import ipaddress
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 from typing import Any
 
@@ -31,6 +35,7 @@ from labkit.dns.upstream import UpstreamHandler, load_config
 log = logging.getLogger("labkit.dns")
 RESOURCES = ("namespaces", "services", "endpointslices", "pods")
 STARTUP_TIMEOUT = 5.0  # CoreDNS kubernetes plugin startup_timeout
+SIOCGIFADDR = 0x8915
 
 
 def split_listen(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -50,14 +55,23 @@ def local_ips(listen_host: str) -> list[str]:
         return [listen_host]
     if os.environ.get("POD_IP"):
         return [os.environ["POD_IP"]]
-    try:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            addrs = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
-        return [a for a in addrs if a and not a.startswith("127.") and a != "::1" and not a.startswith("fe80")]
-    except Exception:
-        return []
+    # ioctl and /proc rather than pyroute2: importing pyroute2 would cost the server ~20 MB of memory.
+    addrs: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _index, name in socket.if_nameindex():
+            if name == "lo":
+                continue
+            try:
+                res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue  # no IPv4 address on this interface
+            addrs.append(socket.inet_ntoa(res[20:24]))
+    with contextlib.suppress(OSError), open("/proc/net/if_inet6") as f:
+        for line in f:
+            hexaddr, _idx, _plen, scope, _flags, name = line.split()
+            if name != "lo" and scope == "00":  # global scope only (no link-local)
+                addrs.append(str(ipaddress.IPv6Address(bytes.fromhex(hexaddr))))
+    return [a for a in addrs if not a.startswith("127.")]
 
 
 def upstreams_from(path: str | None, own: set[str]) -> list[tuple[str, int]]:
@@ -131,6 +145,9 @@ def serve_main(argv: list[str]) -> int:
     ap.add_argument("--pods", default="insecure", choices=["disabled", "insecure", "verified"])
     ap.add_argument("--pod-ip", action="append", help="this server's own IP(s) for the NS records")
     ap.add_argument("--http-host", default=None, help="address for :8181/ready :8080/health :9153/metrics")
+    # CoreDNS's own flag, as the coredns Deployment passes it: kind's Corefile is what this server implements
+    # built in, so the file is not read.
+    ap.add_argument("-conf", dest="corefile", help="CoreDNS Corefile path (accepted and ignored)")
     args = ap.parse_args(argv)
     if not 0 <= args.ttl <= 3600:
         ap.error("--ttl must be within 0..3600")

@@ -21,6 +21,7 @@ import argparse
 import html
 import ipaddress
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -129,7 +130,8 @@ class LocalTransport:
     def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
         if not self.inside_cluster and is_cluster_address(server):
             raise PermissionError(
-                f"{server} is a cluster address: query it from a pod (from_pod=...) or the node, not from the host"
+                f"{server} is a cluster address: query it from a pod (from_pod=...) or the node, not from the host "
+                "(is the embedded cluster running? `labkit up`)"
             )
         return query_wire(wire, server, port, tcp, timeout)
 
@@ -199,6 +201,10 @@ def _auto_install() -> None:
     if _auto_tried or _pod_factory or _node_factory or _node_transport:
         return
     _auto_tried = True
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # Running in a pod (kubelet sets this for every container): this namespace *is* the cluster network.
+        set_node_transport(LocalTransport(inside_cluster=True))
+        return
     try:
         from labkit.dns.transports import auto_install
 

@@ -3,8 +3,13 @@
 It answers a small fixed set of zones from a YAML file, so selectorless and ExternalName labs work offline.
 Run it in the "outside" namespace: `python -m labkit.dns upstream --config F --listen 203.0.113.53:53`.
 
+The supervisor passes `<LABKIT_HOME>/outside-world.yaml` when that file exists at `labkit up`. Its zones are
+added to the built-in data (DEFAULT_CONFIG: example.net with www/web1/web2/web3/db/api/mail/ns, example.org), a
+name in both taking the file's value; `defaults: false` drops the built-in data.
+
 Config format (YAML)::
 
+    defaults: true                # keep the built-in zones and add these (optional, default true)
     ttl: 300                      # default TTL for every record (optional, default 300)
     outside: refused              # names in no zone below: refused | nxdomain | servfail (default refused)
     reverse: true                 # also answer PTR for every A/AAAA below (default true)
@@ -53,6 +58,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "example.net": {
             "@": "203.0.113.1",
             "www": "203.0.113.10",
+            # The outside world's web servers (labkit.node.network DEFAULT_EXTERNAL_HOSTS answer HTTP on :80).
+            "web1": "203.0.113.10",
+            "web2": "203.0.113.11",
+            "web3": "203.0.113.12",
             "db": "203.0.113.20",
             "api": "203.0.113.30",
             "mail": "203.0.113.25",
@@ -169,11 +178,26 @@ def _is_ip(text: str) -> bool:
         return False
 
 
+def merge_with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The file's settings over DEFAULT_CONFIG: its zones add to (and per name override) the built-in ones,
+    unless it says `defaults: false`."""
+    if cfg.get("defaults", True) is False:
+        return {k: v for k, v in cfg.items() if k != "defaults"}
+    merged: dict[str, Any] = {**DEFAULT_CONFIG, **{k: v for k, v in cfg.items() if k not in ("zones", "defaults")}}
+    zones = {z: dict(records) for z, records in DEFAULT_CONFIG["zones"].items()}
+    for zname, records in (cfg.get("zones") or {}).items():
+        key = str(zname).rstrip(".").lower()
+        zones[key] = {**zones.get(key, {}), **(records or {})}
+    merged["zones"] = zones
+    return merged
+
+
 def load_config(path: str | Path | None) -> UpstreamData:
-    """Parse a YAML config file (see the module docstring); None → the built-in DEFAULT_CONFIG."""
+    """Parse a YAML config file (see the module docstring) merged over the built-in data; None → the built-in
+    DEFAULT_CONFIG alone."""
     if path is None:
         return UpstreamData()
-    return UpstreamData(yaml.safe_load(Path(path).read_text()) or {})
+    return UpstreamData(merge_with_defaults(yaml.safe_load(Path(path).read_text()) or {}))
 
 
 class UpstreamHandler:

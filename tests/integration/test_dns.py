@@ -546,3 +546,33 @@ def test_malformed_and_hostile_packets_never_stop_the_server(cluster: Any, dns_r
     for s in open_conns:
         s.close()
     assert _coredns_restarts(cluster) == restarts, "a coredns container restarted"
+
+
+# ------------------------------------------------------------------------------------------------- side ports
+
+
+def _http_get(netns: str, host: str, port: int, path: str) -> tuple[int, str]:
+    """A plain HTTP/1.0 GET from the node's namespace."""
+    s = socket_in_netns(netns, socket.AF_INET, socket.SOCK_STREAM)
+    with s:
+        s.settimeout(3)
+        s.connect((host, port))
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_ready_health_and_metrics_ports(cluster: Any, dns_ready: None) -> None:
+    netns = node_transport(cluster.home).netns_path
+    for ip in _coredns_ips(cluster):
+        assert _http_get(netns, ip, 8181, "/ready") == (200, "OK")
+        assert _http_get(netns, ip, 8080, "/health") == (200, "OK")
+    # kube-dns's metrics port, through the IPVS agent like Prometheus would scrape it.
+    status, body = _http_get(netns, KUBE_DNS, 9153, "/metrics")
+    assert status == 200
+    assert re.search(r'^coredns_dns_requests_total\{server="dns://:53",zone=".",view="",proto="udp",family="1",'
+                     r'type="A"\} \d+$', body, re.M), body[:2000]
+    assert "coredns_dns_request_duration_seconds_bucket" in body and "coredns_panics_total 0" in body

@@ -1,0 +1,68 @@
+"""The saved userspace table (state.py) and the CLI's error path without an agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit.agent.cli import ipvs_main
+from labkit.agent.model import FLAG_PERSISTENT, RealServer, VirtualServer
+from labkit.agent.state import load_table, restore_ops, save_table
+from labkit.agent.userspace import UserspaceDataPlane
+
+
+def _table() -> dict:
+    vs = VirtualServer("TCP", "10.96.0.20", 80, "rr", FLAG_PERSISTENT, 10800)
+    vs.destinations = [RealServer("10.244.0.3", 80), RealServer("10.244.0.2", 80, weight=0)]  # newest first
+    udp = VirtualServer("UDP", "10.96.0.10", 53, "rr")
+    return {vs.key: vs, udp.key: udp}
+
+
+def test_saved_table_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "ipvs-table.json"
+    save_table(path, _table())
+    got = load_table(path)
+    want = _table()
+    assert list(got) == list(want)
+    for key, vs in want.items():
+        assert got[key].config_equal(vs)
+        assert [(d.address, d.port, d.weight, d.forward) for d in got[key].destinations] == [
+            (d.address, d.port, d.weight, d.forward) for d in vs.destinations]
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_missing_or_broken_file_is_an_empty_table(tmp_path: Path) -> None:
+    assert load_table(tmp_path / "absent.json") == {}
+    (tmp_path / "bad.json").write_text("{not json")
+    assert load_table(tmp_path / "bad.json") == {}
+
+
+async def test_restore_keeps_the_kernel_destination_order() -> None:
+    # A backend puts an added destination at the head (ip_vs_add_dest), so restoring adds oldest first.
+    dp = UserspaceDataPlane(freebind=False)
+    await dp.start()
+    try:
+        vs = VirtualServer("SCTP", "127.0.0.1", 9, "rr")  # SCTP: kept in the table, no socket opened
+        vs.destinations = [RealServer("127.0.0.3", 9), RealServer("127.0.0.2", 9)]
+        for op in restore_ops({vs.key: vs}):
+            dp.apply(op)
+        assert [d.address for d in dp.list()[vs.key].destinations] == ["127.0.0.3", "127.0.0.2"]
+    finally:
+        await dp.stop()
+
+
+def test_labkit_ipvs_without_an_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ipvs_main([], tmp_path) == 1
+    assert "does not answer" in capsys.readouterr().err
+
+
+def test_labkit_ipvs_renders_proc_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n"
+                    "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+                    "TCP  0A600001:01BB rr \n  -> AC120002:192B      Masq    1      0          0         \n")
+    assert ipvs_main(["--proc", str(proc)], tmp_path) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3:] == ["TCP  10.96.0.1:443 rr",
+                       "  -> 172.18.0.2:6443              Masq    1      0          0         "]
