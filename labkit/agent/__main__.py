@@ -5,6 +5,14 @@ sync, coalesced by a bounded-frequency runner (kube-proxy's BoundedFrequencyRunn
 `--min-sync-period`, at least one per `--sync-period`); draining real servers are re-checked periodically.
 At start the backend's existing state is adopted and whatever is not desired is removed (cleanLegacyService).
 
+Syncs are incremental (incremental.py): a sync recomputes and diffs only the Services whose Service or
+EndpointSlices changed since the last one, so one change costs the same at 10 or 1,000 Services. A full sync
+(everything recomputed from the informer caches, the whole table diffed) runs first, then at least once per
+`--sync-period`, and after a sync in which an operation failed.
+
+The userspace data plane keeps client pods' addresses towards backend pods (transparent.py, `--cluster-cidr`),
+as kernel IPVS NAT does, and masquerades where kube-proxy does.
+
 With `--netns` the whole process joins the node's network namespace first thing, as kube-proxy runs with
 hostNetwork: VIP listeners, connections to pods, kube-ipvs0 and IPVS netlink are all native there. Only the API
 client's connections are made in the namespace the agent was started in, where the kubeconfig's address is.
@@ -22,14 +30,16 @@ import importlib
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from labkit import aio
+from labkit.agent import transparent
 from labkit.agent.control import serve_control
-from labkit.agent.desired import compute_desired
+from labkit.agent.incremental import DesiredCache
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
 from labkit.agent.model import Table
 from labkit.agent.state import load_table, restore_ops, save_table
@@ -89,6 +99,11 @@ class Agent:
         self._node_ips = node_ips
         self.state_file = state_file
         self.syncer = Syncer(backend)
+        self.cache = DesiredCache(node_name, scheduler)
+        self.full_period = 30.0       # a full sync at least this often (the runner's sync period)
+        self._full_needed = True
+        self._last_full = 0.0
+        self._save_handle: asyncio.TimerHandle | None = None
         self.services: Any = None
         self.slices: Any = None
         self.last_sync: dict[str, float] = {}  # when the last sync ran and how long it took (bench, logs)
@@ -104,24 +119,49 @@ class Agent:
             return []
 
     def sync(self) -> None:
+        """A partial sync of the Services changed since the last sync, or a full one when it is due."""
         start = time.perf_counter()
-        desired = compute_desired(self.services.items(), self.slices.items(), self.node_name, self.node_ips(),
-                                  self.scheduler)
-        ops = self.syncer.sync(desired)
+        full = self._full_needed or time.monotonic() - self._last_full >= self.full_period
+        failed_before = self.syncer.failures
+        if full:
+            self._last_full = time.monotonic()
+            self._full_needed = False
+            desired = self.cache.rebuild(self.services.items(), self.slices.items(), self.node_ips())
+            ops = self.syncer.sync(desired)
+        else:
+            keys = self.cache.update()
+            ops = self.syncer.sync(self.cache.state(), keys) if keys else []
+        if self.syncer.failures != failed_before:
+            self._full_needed = True  # a partial sync trusts the table; after a failure, check all of it
         if ops:
             self.save_state()
-            log.info("sync: %d operations in %.1f ms: %s", len(ops), (time.perf_counter() - start) * 1e3,
-                     "; ".join(map(str, ops[:20])))
-        self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": len(ops)}
+            log.info("sync (%s): %d operations in %.1f ms: %s", "full" if full else "partial", len(ops),
+                     (time.perf_counter() - start) * 1e3, "; ".join(map(str, ops[:20])))
+        self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": len(ops),
+                          "full": full}
         if not self.first_sync:
             self.first_sync = self.last_sync
 
-    def save_state(self) -> None:
-        if self.state_file:
-            try:
-                save_table(self.state_file, self.backend.list())
-            except OSError:
-                log.exception("cannot save the table to %s", self.state_file)
+    def save_state(self, delay: float = 0.1) -> None:
+        """Save the table soon, once for a burst of syncs: writing 1,000 services takes milliseconds that
+        the next change should not wait for."""
+        if not self.state_file:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._save_now()
+            return
+        if self._save_handle is None:
+            self._save_handle = loop.call_later(delay, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_handle = None
+        snapshot = getattr(self.backend, "config_table", None) or self.backend.list
+        try:
+            save_table(self.state_file, snapshot())  # type: ignore[arg-type]
+        except OSError:
+            log.exception("cannot save the table to %s", self.state_file)
 
     async def run(self, sync_period: float = 30.0, min_sync_period: float = 0.0,
                   graceful_period: float = 60.0) -> None:
@@ -130,12 +170,15 @@ class Agent:
         self.services = Informer(self.client, "services")
         self.slices = Informer(self.client, "endpointslices")
         runner = BoundedFrequencyRunner(self.sync, min_sync_period, sync_period)
+        self.full_period = sync_period
         synced = False
 
         def changed(*_: Any) -> None:
             if synced:
                 runner.request()
 
+        self.services.add_handler(self.cache.service_event)
+        self.slices.add_handler(self.cache.slice_event)
         self.services.add_handler(changed)
         self.slices.add_handler(changed)
         tasks = [asyncio.create_task(self.services.run()), asyncio.create_task(self.slices.run())]
@@ -176,6 +219,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tcp-fin-timeout", type=int, default=120, help="userspace: seconds closed TCP conns stay InAct")
     p.add_argument("--udp-timeout", type=int, default=300, help="userspace: idle seconds before a UDP flow expires")
     p.add_argument("--node-ip", action="append", help="node addresses for NodePort (default: discovered)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="userspace: the pod network (kube-proxy's --cluster-cidr); connections from a pod to a pod "
+                        "keep the client's address, others are masqueraded; '' masquerades everything")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.state_file is None and args.control_socket:
@@ -242,7 +288,17 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
         if failed:
             log.warning("sysctls not set: %s", failed)
     else:
-        backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout})
+        policy = None
+        if args.cluster_cidr:
+            # Keep client pods' addresses towards backend pods (kernel IPVS NAT does); needs the TPROXY return
+            # path in this (the node's) namespace. Without it, every backend sees the node, as before.
+            try:
+                transparent.install_return_path()
+                policy = transparent.SourcePolicy(args.cluster_cidr, transparent.local_addresses())
+            except (OSError, RuntimeError, subprocess.SubprocessError):
+                log.exception("no transparent return path: backends will see the node's address")
+        backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout},
+                                     source_policy=policy)
         await backend.start()
         if args.state_file:
             # Serve the saved table at once; VIPs are still bound on kube-ipvs0 (the device outlives the agent).

@@ -42,7 +42,7 @@ class Op:
 class Backend(Protocol):
     """What a data plane offers the syncer."""
 
-    def list(self) -> Table: ...  # the live table, with counters
+    def list(self) -> Table: ...  # the live table, with counters (optional: list_keys(keys) -> a part of it)
 
     def apply(self, op: Op) -> None: ...
 
@@ -103,12 +103,19 @@ class Syncer:
         self.clock = clock
         self.check_interval = check_interval  # rsCheckDeleteInterval
         self.terminating: dict[RSKey, float] = {}  # RS draining at weight 0 -> when it was queued
+        self.failures = 0  # operations that failed so far (the agent then asks for a full sync)
 
-    def sync(self, desired: DesiredState) -> list[Op]:
-        """One full sync; returns the operations applied."""
-        actual = self.backend.list()
+    def sync(self, desired: DesiredState, keys: set[VSKey] | None = None) -> list[Op]:
+        """One sync; returns the operations applied. With `keys`, a partial sync: only those virtual servers are
+        compared and changed (the ones of Services that changed, see incremental.py); others are left alone."""
+        if keys is None:
+            actual = self.backend.list()
+            want = desired.table
+        else:
+            actual = self._list_keys(keys)
+            want = {k: desired.table[k] for k in keys if k in desired.table}
         applied: list[Op] = []
-        for op in diff(desired.table, actual):
+        for op in diff(want, actual):
             key: RSKey | None = (op.vs.key, op.rs.key) if op.rs is not None else None
             if op.kind == "del_rs":
                 assert key is not None and op.rs is not None
@@ -128,6 +135,13 @@ class Syncer:
             applied.append(self._apply(op))
         self._sync_bindings(desired.bind_addresses)
         return applied
+
+    def _list_keys(self, keys: set[VSKey]) -> Table:
+        some = getattr(self.backend, "list_keys", None)
+        if some is not None:  # the backend can snapshot just these (userspace: no copy of the whole table)
+            return some(keys)
+        table = self.backend.list()
+        return {k: table[k] for k in keys if k in table}
 
     def _graceful_delete(self, vs: VirtualServer, rs: RealServer) -> list[Op]:
         if vs.protocol in ("UDP", "SCTP") or rs.active + rs.inactive == 0:
@@ -158,6 +172,7 @@ class Syncer:
         try:
             self.backend.apply(op)
         except Exception:  # one failed op must not stop the sync (kube-proxy logs and continues)
+            self.failures += 1
             log.exception("IPVS operation failed: %s", op)
         return op
 

@@ -16,8 +16,15 @@ How it counts, compared with kernel IPVS (net/netfilter/ipvs/ip_vs_conn.c, ip_vs
 - Stats: conns; packets are approximated by reads (client→dest = in, dest→client = out); bytes are exact
   payload bytes. Rates are 2-second averages (the kernel uses a 2 s EWMA estimator).
 - Deleting a destination closes its connections (kube-proxy sets `expire_nodest_conn=1`).
-- Not like the kernel: the destination sees the proxy's address as the source, not the client's (IPVS NAT keeps
-  the client address); SCTP services are accepted in the table but not served.
+- The client's address: kernel IPVS NAT rewrites only the destination, so a backend pod sees the client pod's
+  address and port. Given `source_policy` (transparent.py), the proxy's connection to a pod destination is made
+  from the client pod's own address and port (IP_TRANSPARENT) whenever kube-proxy would not masquerade, and from
+  the node's address otherwise: a client that is not a pod (the node, off-cluster), hairpin (the client is the
+  chosen destination: KUBE-LOOP-BACK), destinations outside the pod network. Replies find their way back to
+  the proxy through the node's TPROXY routing (transparent.install_return_path). Without a policy every
+  destination sees the node's address (the proxy's socket), as before.
+- Not like the kernel: SCTP services are accepted in the table but not served; a destination that is a node
+  address (hostNetwork, e.g. the API server) sees the node's address, not the client pod's.
 
 The proxy serves the network namespace it runs in: the agent process joins the node's namespace at start, as
 kube-proxy runs with hostNetwork, so no per-socket namespace switch costs anything on the data path. Given
@@ -30,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import errno
 import ipaddress
 import logging
 import socket
@@ -41,6 +49,7 @@ from typing import Any
 from labkit.agent.model import RealServer, Table, VirtualServer, VSKey
 from labkit.agent.schedulers import Scheduler, make_scheduler
 from labkit.agent.sync import Op
+from labkit.agent.transparent import SourcePolicy, transparent_socket
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +234,16 @@ class UdpFlow:
         self.plane, self.rt, self.client, self.dest, self.template = plane, rt, client, dest, tpl
         self.last = time.monotonic()
         fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
-        self.sock = plane.sockets.socket(fam, socket.SOCK_DGRAM)
+        if plane.preserve_source(client[0], dest.address):
+            self.sock = transparent_socket(plane.sockets.socket, fam, socket.SOCK_DGRAM, (client[0], client[1]))
+        else:
+            self.sock = plane.sockets.socket(fam, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.connect((dest.address, dest.port))
+        try:
+            self.sock.connect((dest.address, dest.port))
+        except OSError:
+            self.sock.close()
+            raise
         plane.loop.add_reader(self.sock.fileno(), self._readable)
         dest.inactive += 1
         dest.stats.conns += 1
@@ -281,8 +297,9 @@ class UserspaceDataPlane:
     """The table + the proxy. Implements the sync Backend protocol (list/apply/bind...)."""
 
     def __init__(self, netns: str | None = None, device: Any = None, timeouts: dict[str, int] | None = None,
-                 freebind: bool = True) -> None:
+                 freebind: bool = True, source_policy: SourcePolicy | None = None) -> None:
         self.netns = netns
+        self.source_policy = source_policy  # None: every destination sees the proxy's (node's) address
         self.sockets = make_sockets(netns)
         self.device = device  # a kernel.DummyDevice for kube-ipvs0, or None (addresses only recorded)
         self.timeouts = dict(DEFAULT_TIMEOUTS, **(timeouts or {}))
@@ -318,8 +335,15 @@ class UserspaceDataPlane:
 
     def list(self) -> Table:
         """A snapshot of the live table, counters included."""
+        return self.list_keys(self.services)
+
+    def list_keys(self, keys: Any) -> Table:
+        """A snapshot of the virtual servers among `keys` that exist, counters included."""
         out: Table = {}
-        for key, rt in self.services.items():
+        for key in keys:
+            rt = self.services.get(key)
+            if rt is None:
+                continue
             vs = rt.vs
             snap = copy.copy(vs)
             snap.stats = copy.copy(vs.stats)
@@ -331,6 +355,10 @@ class UserspaceDataPlane:
                 snap.destinations.append(c)
             out[key] = snap
         return out
+
+    def config_table(self) -> Table:
+        """The live virtual servers themselves (no copy, for a synchronous read such as saving the table)."""
+        return {key: rt.vs for key, rt in self.services.items()}
 
     def apply(self, op: Op) -> None:
         if self.loop is None:
@@ -430,6 +458,10 @@ class UserspaceDataPlane:
 
     def timeouts_line(self) -> str:
         return "Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n".format(**self.timeouts)
+
+    def preserve_source(self, client_ip: str, dest_ip: str) -> bool:
+        """Whether the connection to `dest_ip` is made from the client's own address (see transparent.py)."""
+        return self.source_policy is not None and self.source_policy.preserve(client_ip, dest_ip)
 
     # ---- services --------------------------------------------------------------------------------------------
 
@@ -562,7 +594,9 @@ class UserspaceDataPlane:
         backend = _Side(self, client.rt, False)
         backend.conn = conn
         try:
-            if self.netns:
+            if self.preserve_source(conn.client_addr[0], dest.address):
+                await self._connect_transparent(backend, conn)
+            elif self.netns:
                 fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
                 sock = self.sockets.socket(fam, socket.SOCK_STREAM)
                 sock.setblocking(False)
@@ -589,6 +623,27 @@ class UserspaceDataPlane:
         if client.eof and backend.transport.can_write_eof():  # type: ignore[union-attr]
             backend.transport.write_eof()  # type: ignore[union-attr]
         client.transport.resume_reading()
+
+    async def _connect_transparent(self, backend: _Side, conn: _Conn) -> None:
+        """Connect from the client's address and port, as IPVS NAT leaves them; if that exact 4-tuple is still
+        taken (a previous connection of the same client port in TIME_WAIT here), from another port."""
+        dest = conn.dest
+        fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
+        for keep_port in (True, False):
+            sock = transparent_socket(self.sockets.socket, fam, socket.SOCK_STREAM, conn.client_addr, keep_port)
+            sock.setblocking(False)
+            try:
+                await self.loop.sock_connect(sock, (dest.address, dest.port))
+            except OSError as e:
+                sock.close()
+                if keep_port and e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+                    continue
+                raise
+            except BaseException:
+                sock.close()
+                raise
+            await self.loop.create_connection(lambda: backend, sock=sock)
+            return
 
     def _linger(self, dest: RealServer, seconds: float) -> None:
         def expire() -> None:

@@ -140,8 +140,45 @@ class LocalTransport:
             return f.read()
 
 
+# The exchange `KubectlExecTransport` runs inside a pod: standard library only, so any image with python3 will do
+# (labkit need not be installed there). argv: server port tcp(0/1) timeout hex; prints the reply as hex.
+EXEC_QUERY_SCRIPT = """
+import socket, struct, sys, time
+server, port, tcp, timeout, q = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", float(sys.argv[4]), \\
+    bytes.fromhex(sys.argv[5])
+fam = socket.AF_INET6 if ":" in server else socket.AF_INET
+end = time.monotonic() + timeout
+def left():
+    t = end - time.monotonic()
+    if t <= 0:
+        sys.exit("timed out")
+    return t
+if tcp:
+    s = socket.create_connection((server, port), timeout=timeout)
+    s.sendall(struct.pack("!H", len(q)) + q)
+    buf = b""
+    while len(buf) < 2 or len(buf) < 2 + struct.unpack("!H", buf[:2])[0]:
+        s.settimeout(left())
+        chunk = s.recv(65537)
+        if not chunk:
+            sys.exit("connection closed")
+        buf += chunk
+    r = buf[2:2 + struct.unpack("!H", buf[:2])[0]]
+else:
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.connect((server, port))
+    s.send(q)
+    while True:
+        s.settimeout(left())
+        r = s.recv(65535)
+        if r[:2] == q[:2]:
+            break
+print(r.hex())
+"""
+
+
 class KubectlExecTransport:
-    """Runs `python -m labkit.dns query` inside a pod with `kubectl exec` (the pod must have Python and labkit).
+    """Runs the exchange inside a pod with `kubectl exec … python3 -c EXEC_QUERY_SCRIPT` (the pod needs python3).
 
     This is how the helper reaches a kind cluster, whose namespaces this process cannot enter.
     `kubectl` is the command prefix (e.g. with `--kubeconfig`), `python` the interpreter inside the pod.
@@ -162,8 +199,7 @@ class KubectlExecTransport:
         return out.stdout
 
     def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
-        cmd = [self.python, "-m", "labkit.dns", "query", "--server", server, "--port", str(port)]
-        cmd += ["--timeout", str(timeout), *(["--tcp"] if tcp else []), wire.hex()]
+        cmd = [self.python, "-c", EXEC_QUERY_SCRIPT, server, str(port), "1" if tcp else "0", str(timeout), wire.hex()]
         return bytes.fromhex(self._run(*cmd, timeout=timeout).strip())
 
     def resolv_conf(self) -> str:
@@ -556,11 +592,6 @@ def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> i
     out from its node's or pod's network namespace. Without one running, the installed transports (or kubectl
     exec for --from) are used. Exit status like dig's: 0 answered (whatever the rcode), 9 no reply, 1 other errors.
     """
-    if home is not None:
-        from labkit.dns.transports import embedded_running, install_embedded
-
-        if embedded_running(home):
-            install_embedded(home)
     ap = argparse.ArgumentParser(prog="labkit dig", description="Query the cluster DNS from inside a pod.")
     ap.add_argument("name")
     ap.add_argument("type", nargs="?", default="A")
@@ -575,9 +606,16 @@ def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> i
     out.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
+        transport: Transport | None = None
+        if home is not None:
+            from labkit.dns import transports as tr
+
+            if tr.embedded_running(home):
+                transport = (tr.pod_transport(args.from_pod, args.namespace, home) if args.from_pod
+                             else tr.node_transport(home, args.namespace))
         r = dig(
             args.name, args.type.upper(), server=args.server, port=args.port, from_pod=args.from_pod,
-            namespace=args.namespace, tcp=args.tcp, timeout=args.timeout,
+            namespace=args.namespace, tcp=args.tcp, timeout=args.timeout, transport=transport,
         )  # fmt: skip
     except (OSError, EOFError) as exc:
         print(f";; {exc or type(exc).__name__}", file=sys.stderr)

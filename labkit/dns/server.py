@@ -191,19 +191,37 @@ class DNSServer:
             log.exception("query handling failed")
             return Result(None, 0, wire.SERVFAIL, "")
 
+    def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket bound to the same port. With port 0 the kernel picks the UDP port, which may be
+        taken for TCP by someone else: then try another one."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        for attempt in range(20):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                udp.bind((self.host, self.port))
+                tcp.bind((self.host, udp.getsockname()[1]))
+                tcp.listen(128)
+                return udp, tcp
+            except OSError:
+                udp.close()
+                tcp.close()
+                if self.port != 0 or attempt == 19:
+                    raise
+        raise AssertionError("unreachable")
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
+        udp, tcp = self._bind_pair()
+        self.port = udp.getsockname()[1]
         self.metrics.server = f"dns://:{self.port}"
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp)
         self._udp = transport  # type: ignore[assignment]
-        self._tcp = await asyncio.start_server(self._tcp_conn, self.host, self.port, reuse_address=True)
+        self._tcp = await asyncio.start_server(self._tcp_conn, sock=tcp)
         self.bound["dns"] = self.port
         for name, port, path, fn in (
             ("ready", self.ready_port, "/ready", self._ready),

@@ -28,7 +28,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,49 +35,38 @@ import yaml
 
 from labkit.dns import dig as digmod
 from labkit.dns.dig import query_wire
+from labkit.netns import NetnsSockets
 
 CLUSTER_DNS = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 
-# One worker thread per namespace file, kept for the life of the process: creating a socket is then one
-# hand-off to an idle thread (~20 µs), not a new thread and a setns each time.
-_workers: dict[str, ThreadPoolExecutor] = {}
+# One socket-making thread per namespace (labkit.netns.NetnsSockets), kept for the life of the process: a socket
+# then costs one hand-off to an idle thread, not a new thread and a setns each time. Keyed by the namespace's
+# inode as well as its path, so that after `labkit down; labkit up` (same path, new namespace) a fresh thread
+# joins the new namespace instead of the old thread quietly making sockets in the dead one.
+_workers: dict[tuple[str, int], NetnsSockets] = {}
 _workers_lock = threading.Lock()
-
-
-def _enter(path: str) -> None:
-    from labkit.netns import CLONE_NEWNET, setns
-
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        setns(fd, CLONE_NEWNET)
-    finally:
-        os.close(fd)
-
-
-def _worker(path: str) -> ThreadPoolExecutor:
-    with _workers_lock:
-        pool = _workers.get(path)
-        if pool is None:
-            pool = ThreadPoolExecutor(1, f"netns-{Path(path).name}", initializer=_enter, initargs=(path,))
-            _workers[path] = pool
-        return pool
 
 
 def socket_in_netns(path: str | os.PathLike[str], family: int, type_: int) -> socket.socket:
     """A new socket that lives in the network namespace file `path`."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"network namespace {path} does not exist")
     try:
-        return _worker(path).submit(socket.socket, family, type_).result()
-    except OSError:
-        # The worker may have failed to enter (a namespace that was deleted and re-made): start a fresh one.
+        key = (path, os.stat(path).st_ino)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"network namespace {path} does not exist") from None
+    with _workers_lock:
+        maker = _workers.get(key)
+        if maker is None:
+            for old in [k for k in _workers if k[0] == path]:
+                _workers.pop(old).close()
+            maker = _workers[key] = NetnsSockets(path)
+    try:
+        return maker.socket(family, type_)
+    except RuntimeError as exc:  # the worker could not enter the namespace (BrokenThreadPool)
         with _workers_lock:
-            old = _workers.pop(path, None)
-        if old is not None:
-            old.shutdown(wait=False)
-        return _worker(path).submit(socket.socket, family, type_).result()
+            _workers.pop(key, None)
+        raise OSError(f"cannot enter network namespace {path}: {exc}") from exc
 
 
 def cluster_first_resolv_conf(namespace: str = "default", cluster_dns: str = CLUSTER_DNS,

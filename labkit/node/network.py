@@ -4,6 +4,8 @@
 
     <prefix>-node           lo; cni0 bridge 10.244.0.1/24 (pod veths attach here);
                             eth0 172.18.0.2/16, default via 172.18.0.1; ip_forward=1;
+                            no ICMP redirects (pods are routed through the node even to their neighbours,
+                            see sandbox.py: a redirect would tell them to bypass it);
                             nftables: pod traffic leaving by eth0 is masqueraded (kind's ip-masq-agent)
          │ veth
     <prefix>-ext            eth0 172.18.0.1/16 (kind's docker network gateway);
@@ -112,6 +114,10 @@ class NodeNetwork:
             "link set world0 up",
         ])
         sysctl_in(node, "net.ipv4.ip_forward", "1")
+        # Pod-to-pod packets enter and leave by cni0; the node must not answer them with "go direct" redirects
+        # (send_redirects is OR-ed between `all` and the device).
+        for dev in ("all", "default", "cni0"):
+            sysctl_in(node, f"net.ipv4.conf.{dev}.send_redirects", "0")
         nsutil.run([*nsutil.nsenter_argv(net=self.node_netns_path), "nft", "-f", "-"], input=NFT_RULES)
 
     def teardown(self) -> None:

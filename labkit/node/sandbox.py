@@ -2,11 +2,18 @@
 
 A sandbox is three namespaces persisted as bind-mounted namespace files, the way `ip netns add` does:
 - network: /run/netns/<prefix>-p<key> (visible to `ip netns`), eth0 = one end of a veth whose other end
-  (`veth<key>`) is attached to the node's cni0 bridge; lo up; default route via 10.244.0.1;
+  (`veth<key>`) is attached to the node's cni0 bridge; lo up; routed point-to-point style (see below);
 - UTS: hostname = spec.hostname or the pod name;
 - mount: a copy of the host's mounts with /etc/hosts, /etc/hostname, /etc/resolv.conf bind-mounted from
   per-pod files, a small tmpfs on /run (so /var/run/secrets/kubernetes.io/serviceaccount can exist without
   touching the host's filesystem) and the service account directory bind-mounted read-only.
+
+Pod routing is kindnet's (CNI `ptp`): the address keeps its /24 (`ip addr` shows 10.244.0.x/24) but without the
+on-link subnet route (`noprefixroute`); the only routes are `10.244.0.1 dev eth0 scope link` and `default via
+10.244.0.1`. So every packet a pod sends, even to a neighbour pod on the same bridge, goes through the node's
+namespace. That is what lets the userspace IPVS data plane keep the client pod's address as the source towards a
+backend pod (as kernel IPVS NAT does): the backend's reply to the client's address comes back to the node, where
+the agent's transparent socket takes it (labkit/agent/transparent.py), instead of going straight to the client.
 
 Containers and `exec` join them with setns / `nsenter --net=… --uts=… --mount=…`.
 """
@@ -145,9 +152,10 @@ class SandboxManager:
         ])
         nsutil.ip_batch(sb.netns, [
             "link set lo up",
-            f"addr add {sb.ip}/24 dev eth0",
+            f"addr add {sb.ip}/24 dev eth0 noprefixroute",  # no on-link 10.244.0.0/24: neighbours via the node
             "link set eth0 up",
-            f"route add default via {POD_GATEWAY}",
+            f"route add {POD_GATEWAY} dev eth0 scope link",
+            f"route add default via {POD_GATEWAY} dev eth0",
         ])
         # Files kubelet writes for the pod.
         pod_dir = Path(sb.pod_dir)

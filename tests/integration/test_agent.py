@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -348,3 +349,118 @@ def test_labkit_ipvs_stats_and_rate_layout(cluster: Any, web: tuple[str, str]) -
     assert int(row[33:42]) >= 1  # Conns, %9llu
     rate = labkit_ipvs(cluster, "--rate").splitlines()
     assert rate[1].split() == ["Prot", "LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]
+
+
+def http_get_from(sockets: NetnsSockets, ip: str, port: int, path: str) -> tuple[tuple[str, int], bytes]:
+    """GET `path`; returns (the client socket's own address, the response body)."""
+    s = sockets.socket()
+    try:
+        s.settimeout(3)
+        s.connect((ip, port))
+        local = s.getsockname()
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data
+    return (local[0], local[1]), body
+
+
+@contextlib.contextmanager
+def outside_clientip_server(cluster: Any, ip: str, port: int) -> Iterator[None]:
+    """A host of the outside world (in the cluster's ext namespace) answering every request with the client's
+    "ip:port", like the web hosts' /clientip."""
+    sockets = NetnsSockets(Names.netns_path(Names.for_home(cluster.home).ext_netns))
+    srv = sockets.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((ip, port))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, peer = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    body = f"{peer[0]}:{peer[1]}".encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (len(body), body))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+        sockets.close()
+
+
+def test_backend_sees_the_client_pod_address_like_ipvs_nat(cluster: Any, web: tuple[str, str]) -> None:
+    """IPVS NAT rewrites only the destination: agnhost /clientip behind a ClusterIP shows the client pod's address
+    and port. kube-proxy masquerades the node's own traffic (source outside --cluster-cidr), hairpin
+    (KUBE-LOOP-BACK) and traffic leaving for the outside world; so does the agent."""
+    ns, vip = web
+    pods = ready_pods(cluster, ns, "app=web")
+    (web_pod, web_ip), = pods.items()
+    wait_rs(cluster, f"TCP  {vip}:80 rr", {web_ip})
+    client = client_pod(cluster, ns)
+    client_ip = ready_pods(cluster, ns, "run=client")[client]
+    sockets = pod_sockets(cluster, ns, client)
+    try:
+        # pod → ClusterIP → pod: the client's own address and port, over TCP and UDP
+        local, body = http_get_from(sockets, vip, 80, "/clientip")
+        assert local[0] == client_ip and body.decode() == f"{client_ip}:{local[1]}"
+        cluster.kubectl("expose", "deploy", "web", "-n", ns, "--name=web-udp", "--protocol=UDP", "--port=8081")
+        udp_vip = cluster_ip(cluster, ns, "web-udp")
+        wait_rs(cluster, f"UDP  {udp_vip}:8081 rr", {web_ip})
+        u = sockets.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u:
+            u.settimeout(2)
+            u.connect((udp_vip, 8081))
+            u.send(b"clientip")
+            assert u.recv(1024).decode() == f"{client_ip}:{u.getsockname()[1]}"
+        # pod → pod directly (now routed through the node) still works and is not rewritten
+        _, body = http_get_from(sockets, web_ip, 80, "/clientip")
+        assert body.decode().startswith(f"{client_ip}:")
+        # a selectorless Service to the outside world: masqueraded to the node's address on the way out
+        cluster.kubectl("create", "service", "clusterip", "outside", "-n", ns, "--tcp=80:80")
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
+            "addressType": "IPv4", "ports": [{"name": "80-80", "port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["203.0.113.10"], "conditions": {"ready": True}}]}))
+        out_vip = cluster_ip(cluster, ns, "outside")
+        wait_rs(cluster, f"TCP  {out_vip}:80 rr", {"203.0.113.10"})
+        with outside_clientip_server(cluster, "203.0.113.10", 80):
+            _, body = http_get_from(sockets, out_vip, 80, "/clientip")
+            assert body.decode().startswith("172.18.0.2:")
+            _, body = http_get_from(sockets, "203.0.113.10", 80, "/clientip")
+            assert body.decode().startswith("172.18.0.2:")
+    finally:
+        sockets.close()
+    # the node itself → ClusterIP: masqueraded (the node's address, never a pod's)
+    node = node_sockets(cluster)
+    try:
+        _, body = http_get_from(node, vip, 80, "/clientip")
+        assert body.decode().split(":")[0] not in set(pods.values()) | {client_ip}
+        assert body.decode().startswith("10.244.0.1:")
+    finally:
+        node.close()
+    # hairpin: the backend reaching itself through its own Service is masqueraded, or the reply would stay inside
+    web_sockets = pod_sockets(cluster, ns, web_pod)
+    try:
+        _, body = http_get_from(web_sockets, vip, 80, "/clientip")
+        assert body.decode().startswith("10.244.0.1:")
+    finally:
+        web_sockets.close()

@@ -99,7 +99,7 @@ def pod_dig(cluster: Any, tb: tuple[str, str], *args: str) -> DigText:
 
 
 def pod_python(cluster: Any, tb: tuple[str, str]) -> KubectlExecTransport:
-    """labkit's Python query (`python -m labkit.dns query`) run inside the toolbox pod with kubectl exec."""
+    """A Python exchange (KubectlExecTransport's stdlib-only script) run inside the toolbox pod with kubectl exec."""
     ns, pod = tb
     return KubectlExecTransport(pod, ns, kubectl=["kubectl", f"--kubeconfig={cluster.kubeconfig}"],
                                 python=sys.executable)

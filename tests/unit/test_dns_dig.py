@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import dns.message
 import pytest
@@ -30,6 +31,17 @@ class LoopbackTransport(LocalTransport):
 
     def resolv_conf(self) -> str:
         return POD_RESOLV
+
+
+@pytest.fixture(autouse=True)
+def no_auto_install() -> Iterator[None]:
+    """Never pick up an embedded cluster that happens to run at $LABKIT_HOME: these tests use loopback only."""
+    saved = (digmod._pod_factory, digmod._node_transport, digmod._node_factory, digmod._auto_tried)
+    digmod._pod_factory, digmod._node_transport, digmod._node_factory, digmod._auto_tried = None, None, None, True
+    try:
+        yield
+    finally:
+        digmod._pod_factory, digmod._node_transport, digmod._node_factory, digmod._auto_tried = saved
 
 
 @pytest.fixture
@@ -147,3 +159,21 @@ def test_query_main_roundtrip(server_port: int, capsys: pytest.CaptureFixture[st
     assert digmod.query_main(["--server", "127.0.0.1", "--port", str(server_port), q.to_wire().hex()]) == 0
     m = dns.message.from_wire(bytes.fromhex(capsys.readouterr().out.strip()))
     assert m.id == q.id and [rd.to_text() for rrset in m.answer for rd in rrset] == ["10.102.97.154"]
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_kubectl_exec_transport_runs_a_stdlib_only_exchange(server_port: int, tcp: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # A stand-in for `kubectl exec -n NS POD -- PYTHON ARGS...` that runs PYTHON -I ARGS here: the base interpreter
+    # in isolated mode, which cannot import labkit (like a python3 in a kind pod).
+    fake_kubectl = ["sh", "-c", 'shift 5; p="$1"; shift; exec "$p" -I "$@"', "kubectl"]
+    python = os.path.join(sys.base_prefix, "bin", "python3")
+    assert subprocess.run([python, "-I", "-c", "import labkit"], capture_output=True).returncode != 0
+    t = digmod.KubectlExecTransport("client", "lab", kubectl=fake_kubectl, python=python)
+    r = dig("nginx.default.svc.cluster.local.", server="127.0.0.1", port=server_port, tcp=tcp, transport=t)
+    assert r.addresses == ["10.102.97.154"]
+    with pytest.raises(OSError, match="kubectl exec failed"):
+        dig("nginx.default.svc.cluster.local.", server="127.0.0.1", port=1, tcp=True, transport=t, timeout=0.5)

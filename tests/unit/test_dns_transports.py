@@ -95,7 +95,8 @@ def netns() -> Iterator[Path]:
 @pytest.fixture
 def restore_transports() -> Iterator[None]:
     saved = (digmod._pod_factory, digmod._node_transport, digmod._node_factory, digmod._auto_tried)
-    digmod._auto_tried = True  # never pick up a cluster that happens to run at ~/.labkit
+    # Start from nothing installed, and never pick up a cluster that happens to run at ~/.labkit.
+    digmod._pod_factory, digmod._node_transport, digmod._node_factory, digmod._auto_tried = None, None, None, True
     try:
         yield
     finally:
@@ -206,3 +207,19 @@ def test_dig_main_reports_a_missing_pod(tmp_path: Path, monkeypatch: pytest.Monk
     transports.install_embedded(tmp_path)
     assert dig_main(["x.", "--from", "ghost", "-n", "lab"]) == 1
     assert 'pods "ghost" not found in namespace "lab"' in capsys.readouterr().err
+
+
+def test_dig_main_with_a_home_uses_that_cluster_without_installing_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_transports: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    asked = []
+
+    def missing(kubeconfig: object, name: str, namespace: str) -> dict:
+        asked.append((str(kubeconfig), name, namespace))
+        raise LookupError(f'pods "{name}" not found in namespace "{namespace}"')
+
+    monkeypatch.setattr(transports, "get_pod", missing)
+    monkeypatch.setattr(transports, "embedded_running", lambda home: True)
+    assert dig_main(["x.", "--from", "ghost", "-n", "lab"], home=tmp_path) == 1
+    assert asked == [(str(tmp_path / "kubeconfig"), "ghost", "lab")]
+    assert digmod._pod_factory is None and digmod._node_factory is None
