@@ -145,30 +145,30 @@ _BY_CODE: dict[int, type[ApiError]] = {
 }
 
 
-def not_found(resource: str, name: str, group: str = "") -> NotFound:
-    """`services "nginx" not found`, as the API server words it."""
+def _about(resource: str, name: str, group: str) -> tuple[str, dict[str, Any]]:
+    """How the API server names an object in messages (`deployments.apps "x"`) and in `details`."""
     qualified = f"{resource}.{group}" if group else resource
     details: dict[str, Any] = {"name": name, "kind": resource}
     if group:
         details["group"] = group
+    return qualified, details
+
+
+def not_found(resource: str, name: str, group: str = "") -> NotFound:
+    """`services "nginx" not found`, as the API server words it."""
+    qualified, details = _about(resource, name, group)
     return NotFound(f'{qualified} "{name}" not found', details=details)
 
 
 def already_exists(resource: str, name: str, group: str = "") -> AlreadyExists:
-    qualified = f"{resource}.{group}" if group else resource
-    details: dict[str, Any] = {"name": name, "kind": resource}
-    if group:
-        details["group"] = group
+    qualified, details = _about(resource, name, group)
     return AlreadyExists(f'{qualified} "{name}" already exists', details=details)
 
 
 def conflict(resource: str, name: str, group: str = "", why: str = "") -> Conflict:
     """The optimistic-concurrency failure of an update with a stale resourceVersion."""
-    qualified = f"{resource}.{group}" if group else resource
+    qualified, details = _about(resource, name, group)
     why = why or "the object has been modified; please apply your changes to the latest version and try again"
-    details: dict[str, Any] = {"name": name, "kind": resource}
-    if group:
-        details["group"] = group
     return Conflict(f'Operation cannot be fulfilled on {qualified} "{name}": {why}', details=details)
 
 
@@ -176,8 +176,6 @@ def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "")
     """A 422 whose message reads as the API server's: `Service "x" is invalid: [a, b]`."""
     parts = [f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes]
     summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    qualified = f"{kind}.{group}" if group else kind
-    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
-    if group:
-        details["group"] = group
+    qualified, details = _about(kind, name, group)
+    details["causes"] = causes
     return Invalid(f'{qualified} "{name}" is invalid: {summary}', details=details)
