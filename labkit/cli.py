@@ -32,6 +32,8 @@ def _home(args: argparse.Namespace) -> Path | None:
 def cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
     paths, started = embedded.up(_home(args), timeout=args.timeout)
+    if args.wait:
+        embedded.wait_usable(paths, timeout=args.timeout)
     if started:
         print(f"labkit: embedded cluster is up in {time.monotonic() - start:.2f}s ({paths.home})")
     else:
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("up", help="start the embedded cluster")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--wait", action="store_true",
+                   help="also wait until the node is Ready and the cluster DNS answers through its Service")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the cluster and delete its state").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="show what runs")
@@ -100,6 +104,7 @@ def _tool(target: str) -> Callable[[list[str], Path], int]:
 _TOOLS = (
     ("ipvs", "labkit.agent.cli:ipvs_main", "the load balancer's table, as ipvsadm -L -n prints it"),
     ("curl", "labkit.agent.cli:curl_main", "HTTP requests from inside the cluster: which pod answered"),
+    ("dig", "labkit.dns.dig:dig_main", "query the cluster DNS from inside the cluster network"),
 )
 
 

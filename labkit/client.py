@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import os
 import ssl
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import yaml
 
 from labkit import errors, kinds
@@ -109,7 +109,8 @@ class Client:
         data = None
         headers = {}
         if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            # orjson: the client's encode/decode is a visible share of a controller's CPU per write.
+            data = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
             headers["Content-Type"] = content_type
         try:
             async with self.session.request(method, self.server + path, params=params, data=data,
@@ -122,7 +123,7 @@ class Client:
     @staticmethod
     def _decode(status: int, payload: bytes) -> dict:
         try:
-            body = json.loads(payload) if payload else {}
+            body = orjson.loads(payload) if payload else {}
         except ValueError:
             body = {"message": payload.decode(errors="replace")}
         if status >= 400:
@@ -211,7 +212,7 @@ class Client:
                 async for line in resp.content:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     if event["type"] == "ERROR":
                         status = event["object"]
                         raise errors.ApiError.from_status(status, int(status.get("code") or 500))

@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import yaml
 
 from labkit import errors, kinds
@@ -48,8 +49,9 @@ def now_rfc3339() -> str:
 
 
 def _copy(obj: dict) -> dict:
-    # json round-trip is several times faster than copy.deepcopy for API objects.
-    return json.loads(json.dumps(obj))
+    # A JSON round trip is several times faster than copy.deepcopy for API objects, and orjson's several times
+    # faster than the json module's. Non-string keys (YAML can make them) become strings, as json.dumps did.
+    return orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
 
 
 class Registry:
@@ -256,7 +258,7 @@ class Registry:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(PATCH_TYPES)}")
         try:
-            body = yaml.safe_load(raw) if content_type == "application/apply-patch+yaml" else json.loads(raw)
+            body = yaml.safe_load(raw) if content_type == "application/apply-patch+yaml" else orjson.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:
             raise errors.BadRequest(f"error decoding patch: {exc}") from None
         key = (kind.group, kind.plural)

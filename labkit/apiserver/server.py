@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import yaml
 from aiohttp import web
 
@@ -59,8 +60,8 @@ def _now() -> datetime:
 
 def _json_response(body: Any, status: int = 200, content_type: str = JSON) -> web.Response:
     # Set the header directly: kubectl only accepts aggregated discovery under its exact media type.
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
-                        headers={"Content-Type": content_type})
+    # orjson: compact like Go's encoder, non-ASCII as UTF-8 (as Go writes it), several times faster than json.
+    return web.Response(body=orjson.dumps(body), status=status, headers={"Content-Type": content_type})
 
 
 def status_response(err: errors.ApiError) -> web.Response:
@@ -321,7 +322,7 @@ class ApiServer:
             elif content_type == "application/yaml":
                 body = yaml.safe_load(raw)
             else:  # JSON, also when no Content-Type is sent (the Python client's create)
-                body = json.loads(raw or b"null")
+                body = orjson.loads(raw or b"null")
         except protobuf.ProtobufError as exc:
             raise errors.BadRequest(f"the body of the request was in an unknown format: {exc}") from None
         except (ValueError, yaml.YAMLError) as exc:
@@ -336,7 +337,7 @@ class ApiServer:
         raw = await request.read()
         if raw.strip():
             try:
-                opts = json.loads(raw)
+                opts = orjson.loads(raw)
             except ValueError:
                 raise errors.BadRequest("error decoding DeleteOptions") from None
         q = request.query
@@ -351,14 +352,18 @@ class ApiServer:
     # -- list and watch -----------------------------------------------------------------------
     _EVENT_LINES_MAX = 512
 
-    def _event_line(self, typ: str, obj: dict) -> bytes:
+    def _event_line(self, typ: str, obj: dict, raw: bytes | None = None) -> bytes:
+        """The watch line of one event; `raw` is the object's JSON when the store has it already."""
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if not rv:
             return _line({"type": typ, "object": obj})
         key = (rv, typ)
         line = self._event_lines.get(key)
         if line is None:
-            line = self._event_lines[key] = _line({"type": typ, "object": obj})
+            # The store encoded the object for SQLite already: splice those bytes in rather than encode again.
+            line = b'{"type":"%s","object":%s}\n' % (typ.encode(), raw) if raw is not None \
+                else _line({"type": typ, "object": obj})
+            self._event_lines[key] = line
             if len(self._event_lines) > self._EVENT_LINES_MAX:
                 self._event_lines.popitem(last=False)
         return line
@@ -437,52 +442,67 @@ class ApiServer:
                 seen_rv = since
             await response.prepare(request)
 
-            async def send(typ: str, obj: dict) -> None:
+            def line(typ: str, obj: dict, raw: bytes | None = None) -> bytes:
                 nonlocal first_table
                 if as_table and typ != "BOOKMARK" and typ != "ERROR":
                     table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
                                             include_object=include_object, with_columns=first_table)
                     first_table = False
-                    await response.write(_line({"type": typ, "object": table}))
-                elif typ in ("ADDED", "MODIFIED", "DELETED"):
-                    await response.write(self._event_line(typ, obj))
-                else:
-                    await response.write(_line({"type": typ, "object": obj}))
+                    return _line({"type": typ, "object": table})
+                if typ in ("ADDED", "MODIFIED", "DELETED"):
+                    return self._event_line(typ, obj, raw)
+                return _line({"type": typ, "object": obj})
 
-            for typ, obj in initial:
-                await send(typ, obj)
-            deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+            def event_line(event: WatchEvent) -> bytes | None:
+                """What this watcher sends for a store event: nothing, or one line (selector transitions)."""
+                nonlocal seen_rv
+                if event.rv <= seen_rv:
+                    return None
+                seen_rv = event.rv
+                now_in, was_in = selected(event.object), selected(event.old)
+                if event.type == "DELETED":
+                    typ = "DELETED" if was_in or now_in else None
+                elif event.type == "ADDED":
+                    typ = "ADDED" if now_in else None
+                elif now_in:
+                    typ = "MODIFIED" if was_in else "ADDED"
+                else:
+                    typ = "DELETED" if was_in else None
+                # The stored bytes are the object as the event carries it, whichever type this watcher sees.
+                return line(typ, event.object, event.raw) if typ else None
+
+            if initial:
+                await response.write(b"".join(line(typ, obj) for typ, obj in initial))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout if timeout else None
             bookmark_every = 60.0
             while True:
                 wait = bookmark_every if bookmarks else None
                 if deadline is not None:
-                    left = deadline - asyncio.get_running_loop().time()
+                    left = deadline - loop.time()
                     if left <= 0:
                         break
                     wait = min(wait, left) if wait else left
                 try:
-                    event = await asyncio.wait_for(queue.get(), wait) if wait else await queue.get()
+                    # asyncio.timeout, not wait_for: wait_for wraps every get() in a new Task, a visible cost
+                    # when each of a dozen watchers wakes for every write.
+                    async with asyncio.timeout(wait):
+                        event = await queue.get()
                 except TimeoutError:
                     if bookmarks:
-                        await send("BOOKMARK", {"kind": kind.kind, "apiVersion": kind.api_version,
-                                                "metadata": {"resourceVersion": str(seen_rv)}})
+                        await response.write(line("BOOKMARK", {"kind": kind.kind, "apiVersion": kind.api_version,
+                                                                "metadata": {"resourceVersion": str(seen_rv)}}))
                     continue
-                if event is None or event.rv <= seen_rv:
-                    continue
-                seen_rv = event.rv
-                now_in, was_in = selected(event.object), selected(event.old)
-                if event.type == "DELETED":
-                    if was_in or now_in:
-                        await send("DELETED", event.object)
-                elif event.type == "ADDED":
-                    if now_in:
-                        await send("ADDED", event.object)
-                elif now_in and was_in:
-                    await send("MODIFIED", event.object)
-                elif now_in:
-                    await send("ADDED", event.object)
-                elif was_in:
-                    await send("DELETED", event.object)
+                # Send everything queued by now in one write: under a burst of writes this is one chunk (one
+                # TLS record, one send) per wake-up instead of one per event. Order is kept.
+                out = []
+                while event is not None:
+                    data = event_line(event)
+                    if data is not None:
+                        out.append(data)
+                    event = queue.get_nowait() if not queue.empty() else None
+                if out:
+                    await response.write(b"".join(out))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -499,7 +519,7 @@ def _warn(response: web.Response, dropped: list[str] | None) -> web.Response:
 
 
 def _line(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(obj) + b"\n"
 
 
 def _without_type(obj: dict) -> dict:

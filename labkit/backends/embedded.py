@@ -43,6 +43,7 @@ PR_SET_PDEATHSIG = 1
 NODE_NAME = "labkit-control-plane"
 NODE_IP = "172.18.0.2"
 UPSTREAM_DNS = "203.0.113.53"
+KUBE_DNS_IP = "10.96.0.10"
 
 
 def default_home() -> Path:
@@ -155,6 +156,47 @@ def up(home: Path | None = None, timeout: float = 30.0) -> tuple[Paths, bool]:
             raise errors.ClusterError(f"the embedded cluster failed to start (exit {proc.returncode}): {tail}")
         time.sleep(0.01)
     raise errors.ClusterError(f"the embedded cluster did not answer within {timeout:.0f}s; see {paths.logs}")
+
+
+def wait_usable(paths: Paths, timeout: float = 60.0) -> None:
+    """Wait until a learner can use the cluster: the node is Ready and kube-dns answers through its VIP.
+
+    `up` returns as soon as the API answers (kind's `--wait 0s`); the node, the coredns pods and the
+    load balancer's virtual server for 10.96.0.10 take a few seconds more.
+    """
+    import asyncio
+
+    from labkit.agent.control import read_table
+    from labkit.client import Client
+
+    async def node_and_dns_ready(client: Client) -> bool:
+        node = await client.get("nodes", NODE_NAME)
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in (node.get("status") or {}).get("conditions") or [])
+        endpoints = await client.get("endpoints", "kube-dns", "kube-system")
+        return ready and any(s.get("addresses") for s in endpoints.get("subsets") or [])
+
+    def dns_vip_programmed() -> bool:
+        try:
+            table = read_table(str(paths.run / "ipvs.sock"), timeout=1.0)
+        except (OSError, ValueError):
+            return False
+        return any(vs.address == KUBE_DNS_IP and vs.port == 53 and vs.destinations for vs in table)
+
+    async def wait() -> None:
+        deadline = time.monotonic() + timeout
+        async with Client.from_kubeconfig(paths.kubeconfig) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if await node_and_dns_ready(client) and dns_vip_programmed():
+                        return
+                except errors.NotFound:
+                    pass
+                await asyncio.sleep(0.1)
+        raise errors.ClusterError(f"the cluster was not ready within {timeout:.0f}s (node Ready, kube-dns "
+                                  f"endpoints, the load balancer's 10.96.0.10); see {paths.logs}")
+
+    asyncio.run(wait())
 
 
 def _tail(path: Path, lines: int = 5) -> str:

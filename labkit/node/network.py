@@ -22,6 +22,7 @@ from labkit.node.names import NETNS_DIR, Names
 
 POD_SUBNET = "10.244.0.0/24"
 POD_GATEWAY = "10.244.0.1"
+BRIDGE_MAC = "0a:58:0a:f4:00:01"  # locally administered; 0a:58 + the gateway's address, as CNI plugins do
 POD_CIDR = "10.244.0.0/16"
 NODE_IP = "172.18.0.2"
 EXT_GATEWAY = "172.18.0.1"
@@ -95,7 +96,9 @@ class NodeNetwork:
             nsutil.ip(None, "netns", "add", ns)
         nsutil.ip_batch(node, [
             "link set lo up",
-            "link add cni0 type bridge",
+            # A bridge without an address of its own takes the lowest MAC of its ports, so it would change
+            # as pods come and go while pods keep the old one cached for their gateway: pin it.
+            f"link add cni0 address {BRIDGE_MAC} type bridge",
             f"addr add {POD_GATEWAY}/24 dev cni0",
             "link set cni0 up",
             f"link add eth0 type veth peer name eth0 netns {ext}",

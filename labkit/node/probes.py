@@ -28,8 +28,10 @@ log = logging.getLogger("labkit.node.probes")
 USER_AGENT = "kube-probe/1.32"
 # A failed first readiness/startup probe right after the container started most often means its workload has
 # not bound its port yet (a forked workload needs a few milliseconds). Kubelet would then wait a whole
-# periodSeconds; we retry quickly for this long instead, so a pod becomes Ready within milliseconds.
-EARLY_RETRY_WINDOW = 1.0
+# periodSeconds; we retry quickly for this long instead, so a pod becomes Ready within milliseconds. The
+# window covers the slowest built-in workload's start (the cluster DNS: an interpreter, then an informer sync),
+# which the real CoreDNS binary does in a fraction of that.
+EARLY_RETRY_WINDOW = 5.0
 EARLY_RETRY_STEP = 0.05
 
 
