@@ -14,11 +14,14 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import socket
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -525,6 +528,25 @@ def _line(obj: dict) -> bytes:
 def _without_type(obj: dict) -> dict:
     """List items are serialised without apiVersion/kind, as the real server does."""
     return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A listening Unix-domain socket at `path`, mode 0600: the local, TLS-free door for the cluster's own components.
+
+    Only root (the owner) can connect, and requests still carry the bearer token the TCP listeners check. Plain
+    HTTP here costs no TLS record per response and watch event and skips the loopback TCP stack; users, kubectl and
+    the official client keep the HTTPS listener of the kubeconfig.
+    """
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # born 0600: no window in which another user could connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
 
 
 def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:

@@ -11,6 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # rand.SafeEncodeString's alphabet (k8s.io/apimachinery/pkg/util/rand): no vowels, no 0/1/3 look-alikes.
 _SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -88,7 +90,12 @@ def template_without_hash(template: dict) -> dict:
 
 
 def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    """Sorted-key compact JSON, for comparing objects and as a sort key.
+
+    orjson rather than json: the endpoints controllers call this for every Service sync, where json.dumps
+    showed up as a tenth of their CPU. Same text for the ASCII content compared here.
+    """
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 # ----------------------------------------------------------------------------- selectors

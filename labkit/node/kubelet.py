@@ -548,6 +548,9 @@ class Kubelet:
         self._spawn(self.services.run())
         await asyncio.gather(self.pods.wait_synced(), self.services.wait_synced())
         await self.remove_orphans()
+        # The outside world's web hosts (203.0.113.10-12) run in the zygote too: in kind they would be
+        # machines on the Docker network; here the node's runtime is the only one there is.
+        await self.node.start_external_hosts()
         self._accepting = True
         for pod in self.pods.items():
             self._on_pod("ADDED", pod, None)
