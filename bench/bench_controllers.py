@@ -6,6 +6,7 @@ Prints, with the targets in brackets:
 - `kubectl scale deploy --replicas=2` until both endpoints are listed: median    [≤ 50 ms]
   (measured from the scale request; the real kubectl's own run time is printed apart when it is installed)
 - 1,000 Services with 3 ready pods each until every Endpoints and EndpointSlice is correct   [≤ 5 s]
+- the CPU time each of the cluster's processes spent on that, per Service (from /proc, user + system)
 
 The controllers are isolated from the node agent: the pods name a scheduler that does not exist
 (`schedulerName: labkit-bench-none`), so they are never bound and no kubelet runs them; this benchmark plays the
@@ -33,6 +34,10 @@ from labkit.backends import embedded
 from labkit.client import Client
 
 NS = "bench"
+_TICK = os.sysconf("SC_CLK_TCK")
+# Which cluster process a command line belongs to, first match wins.
+_COMPONENTS = (("labkit.apiserver", "apiserver"), ("labkit.controllers", "controllers"),
+               ("labkit.agent", "ipvs-agent"), ("labkit.dns", "dns"), ("labkit.node", "node"))
 NO_SCHEDULER = "labkit-bench-none"
 _ip_counter = itertools.count(1)
 
@@ -40,6 +45,31 @@ _ip_counter = itertools.count(1)
 def next_pod_ip() -> str:
     n = next(_ip_counter)
     return f"10.244.{n // 250 + 1}.{n % 250 + 1}"
+
+
+def cluster_cpu(home: Path) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each component of the cluster: the supervisor's descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    try:
+        todo = [int((home / "run" / "supervisor.pid").read_text())]
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            label = next((name for marker, name in _COMPONENTS if marker in cmdline), None)
+            if label:
+                out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
 
 
 def _container() -> dict:
@@ -220,7 +250,7 @@ async def _bounded(coros: list, limit: int) -> list:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
-async def bench_many(client: Client, services: int, per_service: int) -> dict[str, float]:
+async def bench_many(client: Client, services: int, per_service: int, home: Path) -> dict[str, float]:
     """`services` Services over `per_service` ready pods each: time until all Endpoints/Slices are correct."""
     names = [f"s{i}" for i in range(services)]
     start = time.perf_counter()
@@ -247,22 +277,29 @@ async def bench_many(client: Client, services: int, per_service: int) -> dict[st
             done.set()
 
     state.on_change = check
+    cpu_before = cluster_cpu(home)
     start = time.perf_counter()
     await _bounded([client.create(_service(svc)) for svc in names], 16)
     created = time.perf_counter() - start
     await asyncio.wait_for(done.wait(), 120)
     total = time.perf_counter() - start
+    await asyncio.sleep(1.0)  # let the agent and DNS finish their share before reading the CPU counters
+    cpu_after = cluster_cpu(home)
     await state.stop()
-    return {f"setup: {services * per_service} pods created and marked ready s": setup,
-            f"{services} services created (16 concurrent requests) s": created,
-            f"{services} services × {per_service} pods: all Endpoints+EndpointSlices correct s": total}
+    results = {f"setup: {services * per_service} pods created and marked ready s": setup,
+               f"{services} services created (16 concurrent requests) s": created,
+               f"{services} services × {per_service} pods: all Endpoints+EndpointSlices correct s": total}
+    for label in sorted(cpu_after):
+        used = cpu_after[label] - cpu_before.get(label, 0.0)
+        results[f"  CPU per Service (incl. the 1 s after), {label} ms"] = used / services * 1000
+    return results
 
 
-async def run(kubeconfig: Path, scales: int, services: int, per_service: int) -> dict[str, float]:
+async def run(home: Path, kubeconfig: Path, scales: int, services: int, per_service: int) -> dict[str, float]:
     async with Client.from_kubeconfig(kubeconfig) as client:
         await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         results = await bench_scale(client, kubeconfig, scales)
-        results.update(await bench_many(client, services, per_service))
+        results.update(await bench_many(client, services, per_service, home))
     return results
 
 
@@ -276,7 +313,7 @@ def main() -> None:
         home = Path(tmp) / "home"
         paths, _ = embedded.up(home)
         try:
-            results = asyncio.run(run(paths.kubeconfig, args.scales, args.services, args.pods_per_service))
+            results = asyncio.run(run(home, paths.kubeconfig, args.scales, args.services, args.pods_per_service))
         finally:
             embedded.down(home)
     for key, value in results.items():

@@ -80,8 +80,8 @@ class ApiServer:
         self.tokens = tokens  # token -> user name
         self.readonly_tokens = readonly_tokens
         self.server_address = server_address
-        self.app = web.Application(middlewares=[self._errors_middleware, self._auth_middleware],
-                                   client_max_size=16 * 1024 * 1024)
+        # One middleware, not two: each layer is another coroutine frame on every request.
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._watch_tasks: set[asyncio.Task] = set()
         # Every watcher of a resource (controllers, agent, DNS, kubectl) gets the same event line: encode it
@@ -92,8 +92,10 @@ class ApiServer:
 
     # -- middlewares --------------------------------------------------------------------------
     @web.middleware
-    async def _errors_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Authentication, then the handler; API errors (Unauthorized included) become Status responses."""
         try:
+            self._authenticate(request)
             return await handler(request)
         except errors.ApiError as err:
             return status_response(err)
@@ -108,10 +110,9 @@ class ApiServer:
 
     _PUBLIC = ("/version", "/healthz", "/livez", "/readyz")
 
-    @web.middleware
-    async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    def _authenticate(self, request: web.Request) -> None:
         if request.path in self._PUBLIC or request.path.startswith(("/healthz/", "/livez/", "/readyz/")):
-            return await handler(request)
+            return
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         user = next((u for t, u in self.tokens.items() if token and hmac.compare_digest(t, token)), None)
@@ -119,7 +120,6 @@ class ApiServer:
             raise errors.Unauthorized("Unauthorized")
         request["user"] = user
         request["readonly"] = token in self.readonly_tokens
-        return await handler(request)
 
     # -- dispatch ------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:

@@ -80,8 +80,11 @@ class Store:
 
     # -- loading ------------------------------------------------------------------------------
     def _load(self) -> None:
+        # The current resourceVersion is the newest history row's (trimming never removes the newest); databases
+        # written before that kept it in meta as well, so take the larger of the two.
         row = self._db.execute("SELECT value FROM meta WHERE key='rv'").fetchone()
-        self.rv = int(row[0]) if row else 0
+        newest = self._db.execute("SELECT MAX(rv) FROM history").fetchone()[0]
+        self.rv = max(int(row[0]) if row else 0, newest or 0)
         for resource, ns, name, data in self._db.execute("SELECT resource, namespace, name, data FROM objects"):
             self._objects.setdefault(_res_key(resource), {})[(ns, name)] = orjson.loads(data)
         rows = self._db.execute(
@@ -161,7 +164,6 @@ class Store:
             # The history keeps the previous state only where watchers need it: selector transitions.
             db.execute("INSERT INTO history VALUES (?,?,?,?,?)",
                        (self.rv, typ, res, data, orjson.dumps(old).decode() if old else None))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (str(self.rv),))
             if self.rv % 1000 == 0:
                 cutoff = self.rv - self.history_limit
                 db.execute("DELETE FROM history WHERE rv <= ?", (cutoff,))
