@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from labkit import pki as pki_mod
+from labkit.apiserver import bootstrap
 from labkit.apiserver.registry import Registry
 from labkit.apiserver.server import ApiServer, ssl_context
 from labkit.apiserver.storage import Store
@@ -67,6 +68,7 @@ async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
               pki.sa_token.read_text().strip(): "system:serviceaccount:kube-system:default"}
     store = Store(home / "state.db")
     registry = Registry(store)
+    bootstrap.ensure_system_objects(registry)
     server = ApiServer(registry, tokens, readonly_tokens=frozenset({pki.sa_token.read_text().strip()}),
                        server_address=node_address)
     from labkit.apiserver import podio  # exec and logs, served from the node's state on this host

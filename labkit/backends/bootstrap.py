@@ -1,7 +1,8 @@
-"""The objects a fresh kind cluster has, created through the API at `labkit up`.
+"""The objects kubeadm adds to a fresh kind cluster, created through the API at `labkit up`.
 
-Idempotent: objects that exist are left as they are, so a restarted cluster
-converges without duplicating anything.
+The system namespaces and the `kubernetes` Service are the API server's own business
+(`labkit.apiserver.bootstrap`), as in a real cluster. Idempotent: objects that exist are
+left as they are, so a restarted cluster converges without duplicating anything.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from labkit.client import Client
 
 NODE_NAME = "labkit-control-plane"
 NODE_IP = "172.18.0.2"
-APISERVER_PORT = 6443
 POD_CIDR = "10.244.0.0/24"
-KUBERNETES_SERVICE_IP = "10.96.0.1"
 KUBE_DNS_IP = "10.96.0.10"
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 CLUSTER_DOMAIN = "cluster.local"
@@ -46,11 +45,6 @@ COREFILE = """.:53 {
 """
 
 
-def namespaces() -> list[dict]:
-    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-            for n in ("default", "kube-system", "kube-public", "kube-node-lease")]
-
-
 def node() -> dict:
     """The node as kubelet registers it; Ready stays False until the node agent reports."""
     return {
@@ -77,29 +71,6 @@ def node_status(ready: bool, reason: str, message: str, now: str) -> dict:
         "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"},
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
     }
-
-
-def kubernetes_service() -> list[dict]:
-    """Service `default/kubernetes` and the endpoints the API server's reconciler keeps for it."""
-    labels = {"component": "apiserver", "provider": "kubernetes"}
-    port = {"name": "https", "port": 443, "protocol": "TCP", "targetPort": APISERVER_PORT}
-    return [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
-         "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP, "clusterIPs": [KUBERNETES_SERVICE_IP],
-                  "ports": [port], "sessionAffinity": "None"}},
-        {"apiVersion": "v1", "kind": "Endpoints",
-         "metadata": {"name": "kubernetes", "namespace": "default",
-                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-         "subsets": [{"addresses": [{"ip": NODE_IP}],
-                      "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}]}]},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "kubernetes", "namespace": "default",
-                      "labels": {"kubernetes.io/service-name": "kubernetes"}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
-         "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}]},
-    ]
 
 
 def kube_dns() -> list[dict]:
@@ -148,7 +119,7 @@ def kube_dns() -> list[dict]:
 
 
 async def ensure_objects(client: Client) -> None:
-    """Create every bootstrap object that does not exist yet (namespaces first: the rest live in them)."""
+    """Create every object kubeadm would that does not exist yet."""
 
     async def ensure(obj: dict) -> None:
         try:
@@ -156,5 +127,4 @@ async def ensure_objects(client: Client) -> None:
         except errors.AlreadyExists:
             pass
 
-    await asyncio.gather(*(ensure(ns) for ns in namespaces()))
-    await asyncio.gather(*(ensure(obj) for obj in [node(), *kubernetes_service(), *kube_dns()]))
+    await asyncio.gather(*(ensure(obj) for obj in [node(), *kube_dns()]))

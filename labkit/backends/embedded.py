@@ -1,11 +1,9 @@
 """The embedded backend: a Docker-free cluster on this host, supervised in the background.
 
 `labkit up` starts a supervisor process (`python -m labkit.backends.embedded
-supervise --home H`) detached from the terminal. The supervisor starts the
-cluster's components as child processes, restarts any that dies, and on
-SIGTERM stops them and removes everything the cluster made. Children are
-tied to it with PR_SET_PDEATHSIG, so killing the supervisor with SIGKILL takes
-them down too; the next `up` then cleans whatever else was left.
+supervise --home H`) detached from the terminal; `labkit.backends.supervisor`
+is what it runs. This module is the user's side: up, down, status, waiting,
+and cleaning what a crashed cluster left.
 
 State lives under LABKIT_HOME (default ~/.labkit):
 
@@ -20,9 +18,7 @@ State lives under LABKIT_HOME (default ~/.labkit):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -31,15 +27,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import errors
-from labkit import pki as pki_mod
 
 log = logging.getLogger("labkit.embedded")
 
-PR_SET_PDEATHSIG = 1
 NODE_NAME = "labkit-control-plane"
 NODE_IP = "172.18.0.2"
 UPSTREAM_DNS = "203.0.113.53"
@@ -165,7 +159,7 @@ def wait_usable(paths: Paths, timeout: float = 60.0) -> None:
     load balancer's virtual server for 10.96.0.10 take a few seconds more.
     """
     import asyncio
-
+    
     from labkit.agent.control import read_table
     from labkit.client import Client
 
@@ -264,189 +258,31 @@ def cleanup_leftovers(paths: Paths) -> None:
 
 # -- the supervisor --------------------------------------------------------------------------
 
-@dataclass
-class Component:
-    """One child process of the cluster."""
-
-    name: str
-    argv: list[str]
-    needs_module: str
-    process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    stopping: bool = False
-    exits: list[int] = field(default_factory=list)
-
-
-def _import_client() -> None:
-    import labkit.backends.bootstrap
-    import labkit.client  # noqa: F401
-
-
-def _module_exists(module: str) -> bool:
-    """Whether labkit ships this module, without importing its package (some are slow to import)."""
-    base = Path(__file__).resolve().parent.parent.parent
-    path = base.joinpath(*module.split("."))
-    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class Supervisor:
-    def __init__(self, paths: Paths) -> None:
-        self.paths = paths
-        self.components: list[Component] = []
-        self._stop = asyncio.Event()
-
-    def _plan(self) -> list[Component]:
-        """The cluster's processes, in start order. The API server comes first; the rest need it."""
-        from labkit.node.names import Names
-
-        names = Names.for_home(self.paths.home)
-        home, kc, py = str(self.paths.home), str(self.paths.kubeconfig), sys.executable
-        node_netns, ext_netns = names.node_netns, names.ext_netns
-        run = self.paths.run
-        in_ext = ["nsenter", f"--net={Names.netns_path(ext_netns)}", "--"]
-        return [
-            Component("apiserver", [py, "-m", "labkit.apiserver", "--home", home, "--node-netns", node_netns],
-                      "labkit.apiserver.__main__"),
-            Component("controller-manager", [py, "-m", "labkit.controllers", "--kubeconfig", kc],
-                      "labkit.controllers.__main__"),
-            Component("node", [py, "-m", "labkit.node", "--kubeconfig", kc, "--home", home],
-                      "labkit.node.__main__"),
-            # Short drain timers: a lab shows a deleted pod leave the table in seconds, not minutes.
-            Component("ipvs-agent", [py, "-m", "labkit.agent", "--kubeconfig", kc, "--node-name", NODE_NAME,
-                                     "--backend", "userspace", "--netns", node_netns,
-                                     "--control-socket", str(run / "ipvs.sock"), "--node-ip", NODE_IP,
-                                     "--tcp-fin-timeout", "5", "--graceful-check-period", "2"],
-                      "labkit.agent.__main__"),
-            Component("outside-dns", [*in_ext, py, "-m", "labkit.dns", "upstream", "--listen",
-                                      f"{UPSTREAM_DNS}:53", *self._upstream_config()],
-                      "labkit.dns.upstream"),
-        ]
-
-    def _upstream_config(self) -> list[str]:
-        config = self.paths.home / "outside-world.yaml"
-        return ["--config", str(config)] if config.exists() else []
-
-    async def _start(self, comp: Component) -> None:
-        with open(self.paths.logs / f"{comp.name}.log", "ab") as out:
-            comp.process = await asyncio.create_subprocess_exec(
-                *comp.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent)
-        comp.started_at = time.monotonic()
-        (self.paths.run / f"{comp.name}.pid").write_text(str(comp.process.pid))
-        self._write_status()
-
-    def _write_status(self) -> None:
-        doc = {c.name: {"pid": c.process.pid if c.process else None,
-                        "running": bool(c.process and c.process.returncode is None),
-                        "restarts": c.restarts} for c in self.components}
-        tmp = self.paths.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.paths.status_file)
-
-    async def _keep_running(self, comp: Component) -> None:
-        """Restart a component whenever it exits, with a short back-off for crash loops."""
-        while not self._stop.is_set():
-            assert comp.process is not None
-            code = await comp.process.wait()
-            if self._stop.is_set() or comp.stopping:
-                return
-            comp.exits.append(code)
-            ran_for = time.monotonic() - comp.started_at
-            delay = 0.05 if ran_for > 5 else min(0.05 * 2 ** min(comp.restarts, 6), 2.0)
-            log.warning("%s exited with %s after %.1fs; restarting in %.2fs", comp.name, code, ran_for, delay)
-            await asyncio.sleep(delay)
-            comp.restarts += 1
-            await self._start(comp)
-
-    async def _wait_api(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        ready = self.paths.home / "apiserver.ready"
-        while time.monotonic() < deadline:
-            if ready.exists():
-                return
-            api = self.components[0].process
-            if api is not None and api.returncode is not None:
-                raise errors.ClusterError(f"the API server exited with {api.returncode}: "
-                                          f"{_tail(self.paths.logs / 'apiserver.log')}")
-            await asyncio.sleep(0.005)
-        raise errors.ClusterError("the API server did not become ready")
-
-    async def run(self) -> None:
-        paths = self.paths
-        paths.run.mkdir(parents=True, exist_ok=True)
-        paths.logs.mkdir(parents=True, exist_ok=True)
-        cleanup_leftovers(paths)
-        paths.pid_file.write_text(str(os.getpid()))
-        (paths.home / "apiserver.ready").unlink(missing_ok=True)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        self.components = [c for c in self._plan() if _module_exists(c.needs_module)]
-        # The API server starts first (it makes the PKI on a first start); the node's network is
-        # built meanwhile, and the API server starts listening inside it once it exists.
-        await self._start(self.components[0])
-        from labkit.node.names import Names
-        from labkit.node.network import NodeNetwork
-
-        network = asyncio.create_task(asyncio.to_thread(NodeNetwork(Names.for_home(paths.home)).setup))
-        # aiohttp takes a while to import: do it while the API server starts.
-        client_modules = asyncio.create_task(asyncio.to_thread(_import_client))
-        await self._wait_api()
-        await client_modules
-        pki = pki_mod.Pki(paths.home / "pki")
-        from labkit.backends import bootstrap
-        from labkit.client import Client, write_kubeconfig
-
-        port = int(paths.port_file.read_text())
-        write_kubeconfig(paths.kubeconfig, f"https://127.0.0.1:{port}", pki.admin_token.read_text().strip(),
-                         pki.ca_cert.read_bytes())
-        async with Client.from_kubeconfig(paths.kubeconfig, user_agent="labkit-bootstrap") as client:
-            await bootstrap.ensure_objects(client)
-        (paths.run / "ready").write_text("ok")
-        await network
-        for comp in self.components[1:]:
-            await self._start(comp)
-        watchers = [asyncio.create_task(self._keep_running(c)) for c in self.components]
-        await self._stop.wait()
-        await self._shutdown()
-        for w in watchers:
-            w.cancel()
-
-    async def _shutdown(self) -> None:
-        for comp in reversed(self.components):
-            comp.stopping = True
-            proc = comp.process
-            if proc is None or proc.returncode is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        cleanup_leftovers(self.paths)
-        for pid_file in self.paths.run.glob("*.pid"):
-            pid_file.unlink(missing_ok=True)
-        (self.paths.run / "ready").unlink(missing_ok=True)
-
-
 def main() -> None:
+    """`python -m labkit.backends.embedded supervise --home H`: the supervisor, in the foreground."""
     parser = argparse.ArgumentParser(prog="python -m labkit.backends.embedded")
     sub = parser.add_subparsers(dest="command", required=True)
     sup = sub.add_parser("supervise", help="run the cluster in the foreground (labkit up does this detached)")
     sup.add_argument("--home", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s")
+    paths = Paths(args.home.absolute())
+    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    cleanup_leftovers(paths)
+    paths.pid_file.write_text(str(os.getpid()))
+    (paths.home / "apiserver.ready").unlink(missing_ok=True)
+    # The API server is the start-up's critical path: start it before this process imports asyncio
+    # and the rest of the supervisor (a tenth of a second).
+    from labkit.backends import processes
+
+    api = processes.plan(paths)[0]
+    processes.spawn(paths, api)
+    from labkit import aio
+    from labkit.backends import supervisor
+
     try:
-        asyncio.run(Supervisor(Paths(args.home.absolute())).run())
+        aio.run(supervisor.Supervisor(paths, api).run())
     except errors.LabkitError as exc:
         log.error("%s", exc)
         sys.exit(1)
