@@ -7,6 +7,8 @@ Prints, with the targets in brackets:
 - create a Service through HTTPS: median             [≤ 5 ms]   (back to back, and paced one every 50 ms)
 - list 1,000 Services as a Table (kubectl's Accept)  [≤ 100 ms]
 - a write seen by a watch: p99                       [≤ 10 ms]  (back to back, and paced)
+- where the API server also listens on its Unix socket (`<home>/apiserver.sock`, used by the cluster's own
+  components): create median and watch p99 over it as well, for comparison with HTTPS
 The load average is printed too: on a shared 2-CPU machine the figures move with it.
 Everything runs against real clusters in temporary LABKIT_HOMEs over loopback.
 """
@@ -50,6 +52,39 @@ def bench_up(runs: int) -> list[float]:
 def _svc(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
             "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}
+
+
+async def bench_unix(kubeconfig: Path, socket_path: Path, creates: int) -> dict[str, float]:
+    """Create median and watch p99 over the Unix socket the cluster's own components use."""
+    results: dict[str, float] = {}
+    async with Client.from_kubeconfig(kubeconfig, unix_socket=str(socket_path)) as client:
+        times = []
+        for i in range(creates):
+            start = time.perf_counter()
+            await client.create(_svc(f"u{i}"))
+            times.append(time.perf_counter() - start)
+        results["create median ms over the Unix socket (back to back)"] = statistics.median(times) * 1000
+        latencies: list[float] = []
+        sent: dict[str, float] = {}
+        _, rv = await client.list("services", "default", field_selector="metadata.name=none")
+
+        async def watcher() -> None:
+            async for ev in client.watch("services", "default", resource_version=rv):
+                name = ev.object["metadata"]["name"]
+                if ev.type == "ADDED" and name in sent:
+                    latencies.append(time.perf_counter() - sent[name])
+                    if len(latencies) == WATCHED:
+                        return
+
+        task = asyncio.create_task(watcher())
+        await asyncio.sleep(0.1)
+        for i in range(WATCHED):
+            name = f"uw{i}"
+            sent[name] = time.perf_counter()
+            await client.create(_svc(name))
+        await asyncio.wait_for(task, 30)
+        results["watch latency p99 ms over the Unix socket (back to back)"] = pct(latencies, 99) * 1000
+    return results
 
 
 async def bench_api(kubeconfig: Path, creates: int, services: int) -> dict[str, float]:
@@ -138,6 +173,8 @@ def main() -> None:
         paths, _ = embedded.up(home)
         try:
             results = asyncio.run(bench_api(paths.kubeconfig, args.creates, args.services))
+            if (home / "apiserver.sock").exists():
+                results.update(asyncio.run(bench_unix(paths.kubeconfig, home / "apiserver.sock", args.creates)))
         finally:
             embedded.down(home)
     for key, value in results.items():

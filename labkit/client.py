@@ -60,9 +60,14 @@ class Client:
 
     def __init__(self, server: str, token: str, ca_data: bytes | None = None, *, user_agent: str = "labkit",
                  unix_socket: str | None = None) -> None:
+        if unix_socket and type(self).session is not Client.session:
+            # A subclass that builds its own session (the IPVS agent dials from another network namespace)
+            # chose its own transport: keep the kubeconfig's HTTPS for it.
+            unix_socket = None
         self.unix_socket = unix_socket
-        # Requests go to `server + path`; over the Unix socket the host part is only a placeholder.
-        self.server = "http://localhost" if unix_socket else server.rstrip("/")
+        self.server = server.rstrip("/")
+        # Requests go to `base_url + path`; over the Unix socket the host part is only a placeholder.
+        self.base_url = "http://localhost" if unix_socket else self.server
         self._token = token
         self._ssl: ssl.SSLContext | bool
         if ca_data:
@@ -92,7 +97,10 @@ class Client:
             ca_data = Path(cluster["certificate-authority"]).read_bytes()
         server = cluster["server"]
         if unix_socket is None and server.startswith("https://127.0.0.1:"):
-            unix_socket = os.environ.get(SOCKET_ENV) or None
+            # Only where the socket is visible: a process in a mount namespace of its own keeps using HTTPS.
+            env_socket = os.environ.get(SOCKET_ENV)
+            if env_socket and os.path.exists(env_socket):
+                unix_socket = env_socket
         return cls(server, user.get("token", ""), ca_data, user_agent=user_agent, unix_socket=unix_socket)
 
     @classmethod
@@ -134,7 +142,7 @@ class Client:
             data = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
             headers["Content-Type"] = content_type
         try:
-            async with self.session.request(method, self.server + path, params=params, data=data,
+            async with self.session.request(method, self.base_url + path, params=params, data=data,
                                             headers=headers) as resp:
                 payload = await resp.read()
                 return self._decode(resp.status, payload)
@@ -228,7 +236,8 @@ class Client:
             params["timeoutSeconds"] = str(timeout_seconds)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         try:
-            async with self.session.get(self.server + kind.path(namespace), params=params, timeout=timeout) as resp:
+            async with self.session.get(self.base_url + kind.path(namespace), params=params,
+                                        timeout=timeout) as resp:
                 if resp.status >= 400:
                     self._decode(resp.status, await resp.read())
                 async for line in resp.content:

@@ -7,6 +7,7 @@ path, before it imports the rest of itself.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -83,8 +84,11 @@ def plan(paths: Paths) -> list[Component]:
 
 def spawn(paths: Paths, comp: Component) -> None:
     """Start one component, its output appended to its log, tied to this process's life."""
+    # The components reach the API server over its Unix socket rather than HTTPS (labkit.client.SOCKET_ENV,
+    # spelled out here so that the supervisor does not import aiohttp before it must).
+    env = {**os.environ, "LABKIT_APISERVER_SOCKET": str(paths.home / "apiserver.sock")}
     with open(paths.logs / f"{comp.name}.log", "ab") as out:
         comp.process = subprocess.Popen(comp.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent, close_fds=True)
+                                        preexec_fn=_die_with_parent, close_fds=True, env=env)
     comp.started_at = time.monotonic()
     (paths.run / f"{comp.name}.pid").write_text(str(comp.process.pid))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
 log = logging.getLogger(__name__)
 
 
 class WorkQueue:
-    """Dirty set + FIFO + processing set, with N workers running `handler(key)`."""
+    """Dirty set + FIFO + processing set, with N workers running `handler(key)`.
+
+    The FIFO is an asyncio.Queue so that adding a key wakes exactly one idle worker; a shared Event would wake
+    all N of them for every key (a thundering herd that cost the controller manager CPU on every informer event).
+    """
 
     def __init__(self, name: str, handler: Callable[[Hashable], Awaitable[None]], workers: int = 1,
                  base_delay: float = 0.005, max_delay: float = 30.0) -> None:
@@ -25,11 +28,10 @@ class WorkQueue:
         self.workers = workers
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._queue: deque[Hashable] = deque()
+        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
-        self._wake = asyncio.Event()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task] = []
         self._idle = asyncio.Event()
@@ -41,8 +43,7 @@ class WorkQueue:
         self._dirty.add(key)
         self._idle.clear()
         if key not in self._processing:
-            self._queue.append(key)
-            self._wake.set()
+            self._queue.put_nowait(key)
 
     def add_after(self, key: Hashable, delay: float) -> None:
         if delay <= 0:
@@ -62,16 +63,13 @@ class WorkQueue:
         self.add(key)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return self._queue.qsize()
 
     async def _worker(self) -> None:
         while True:
-            while not self._queue:
-                self._wake.clear()
-                if not self._processing:
-                    self._idle.set()
-                await self._wake.wait()
-            key = self._queue.popleft()
+            if self._queue.empty() and not self._processing:
+                self._idle.set()
+            key = await self._queue.get()
             self._dirty.discard(key)
             self._processing.add(key)
             try:
@@ -89,8 +87,7 @@ class WorkQueue:
             finally:
                 self._processing.discard(key)
                 if key in self._dirty:
-                    self._queue.append(key)
-                    self._wake.set()
+                    self._queue.put_nowait(key)
 
     def start(self) -> None:
         for _ in range(self.workers):
@@ -113,6 +110,6 @@ class WorkQueue:
         """Until nothing is queued or processing (timers may still be pending)."""
         while True:
             await self._idle.wait()
-            if not self._queue and not self._processing:
+            if self._queue.empty() and not self._processing:
                 return
             self._idle.clear()
