@@ -24,10 +24,13 @@ merge/update.go, fieldpath) and k8s.io/apiserver's fieldmanager (stripmeta, mana
 from __future__ import annotations
 
 import copy
+import functools
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import yaml
 
 from labkit import kinds
@@ -141,29 +144,34 @@ def record_update(old: dict | None, new: dict, *, manager: str, now: str, subres
     `manager` becomes the owner of every field the write added or changed; other managers lose those fields and
     everyone loses the fields the write removed. `old` is None for a create. `subresource` is "" for the object
     itself, or "status" / "scale": a write to the main resource never owns `status`, a status write never `spec`.
+    The result is a private copy; neither `old` nor `new` is modified.
     """
     kind = kind or new.get("kind") or (old or {}).get("kind") or ""
     schema = schema_for(kind)
     api_version = _api_version(kind, new if new.get("apiVersion") else (old or new))
 
     managers = _base_managers(old, new)
-    before = _fill_zero(_without_managed_fields(old), kind) if old is not None else _zero(kind)
-    after = _without_managed_fields(new)
-    added, modified, removed = compare(before, _fill_zero(after, kind), schema)
+    # compare() only reads, so both sides are views sharing the callers' data: no copies on this hot path.
+    zero = _ZERO.get(kind, {})
+    before = _with_zero(_strip_managed_fields(old), zero) if old is not None else _ZERO.get(kind, _EMPTY_ZERO)
+    after = _strip_managed_fields(new)
+    added, modified, removed = compare(before, _with_zero(after, zero), schema)
     changed = _filter_reset((added | modified) - _STRIPPED, subresource)
 
     me = _Manager(manager, "Update", api_version, subresource, now)
     previous = next((m for m in managers if m.same_as(me)), None)
-    for m in managers:
-        # Like upstream, the write is recorded as a separate "current operation" first, so the manager's own
-        # previous entry also drops the changed fields; they come back in the union below.
-        m.fields = m.fields - changed - removed
+    if changed or removed:
+        for m in managers:
+            # Like upstream, the write is recorded as a separate "current operation" first, so the manager's own
+            # previous entry also drops the changed fields; they come back in the union below.
+            if not m.fields.isdisjoint(changed) or not m.fields.isdisjoint(removed):
+                m.fields = m.fields - changed - removed
     if changed:
         me.fields = changed | (previous.fields if previous else set())
     elif previous is not None:
         me.fields, me.time = previous.fields, previous.time
     result = [m for m in managers if m is not previous] + [me]
-    return _with_managed_fields(after, [m for m in result if m.fields])
+    return _with_managed_fields(_json_copy(after), [m for m in result if m.fields])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,7 +188,7 @@ class _Manager:
     api_version: str
     subresource: str
     time: str | None
-    fields: set[Path] = field(default_factory=set)
+    fields: AbstractSet[Path] = field(default_factory=set)
 
     def same_as(self, other: _Manager) -> bool:
         """Whether two entries are the same manager (upstream's manager identifier).
@@ -206,7 +214,7 @@ class _Manager:
         if self.time:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = encode_fields(self.fields)
+        out["fieldsV1"] = _encode_shared(self.fields)
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -219,7 +227,7 @@ def _decode_managers(obj: dict | None) -> list[_Manager]:
 
 def _from_entry(entry: dict) -> _Manager:
     return _Manager(entry.get("manager", ""), entry.get("operation", "Update"), entry.get("apiVersion", ""),
-                    entry.get("subresource", ""), entry.get("time"), decode_fields(entry.get("fieldsV1") or {}))
+                    entry.get("subresource", ""), entry.get("time"), _decode_shared(entry.get("fieldsV1") or {}))
 
 
 def _base_managers(old: dict | None, new: dict) -> list[_Manager]:
@@ -249,35 +257,63 @@ def _with_managed_fields(obj: dict, managers: list[_Manager]) -> dict:
 
 
 def _json_copy(obj: Any) -> Any:
-    """A deep copy of JSON data; several times faster than copy.deepcopy, which dominated every write."""
-    return json.loads(json.dumps(obj))
+    """A deep copy of JSON data, as a JSON round trip makes it (tuples become lists, keys become strings).
+
+    orjson is several times faster than the json module, which is several times faster than copy.deepcopy.
+    orjson refuses integers beyond 64 bits; the json module takes those.
+    """
+    try:
+        return orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        return json.loads(json.dumps(obj))
+
+
+def _strip_managed_fields(obj: dict) -> dict:
+    """A shallow view of `obj` without `metadata.managedFields` (sharing everything else with it)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
 
 
 def _without_managed_fields(obj: dict) -> dict:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        # Copy without the managedFields rather than copying them too and dropping them.
-        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    return _json_copy(obj)
+    return _json_copy(_strip_managed_fields(obj))
 
 
 def encode_fields(paths: set[Path]) -> dict:
-    """A field set as fieldsV1: `{"f:spec": {"f:replicas": {}}}`, with `".": {}` for owned inner nodes."""
+    """A field set as fieldsV1: `{"f:spec": {"f:replicas": {}}}`, with `".": {}` for owned inner nodes.
+
+    Children are in path-element order (fields, then keys, then values), as upstream prints them.
+    """
     root: dict = {}
-    for path in sorted(paths, key=_sort_key):
+    for path in paths:
         node = root
         for pe in path:
-            node = node.setdefault(f"{pe[0]}:{pe[1]}", {})
-        node["."] = {}
-    return _finish(root)
+            child = node.get(pe)
+            if child is None:
+                child = node[pe] = {}
+            node = child
+        node["."] = True
+    return _emit(root)
 
 
-def _finish(node: dict) -> dict:
-    """Drop the `.` marker from leaves (`{}` says it already) and put it first elsewhere, as upstream prints."""
-    children = {k: _finish(v) for k, v in node.items() if k != "."}
-    if "." in node and children:
-        return {".": {}, **children}
-    return children
+def _emit(node: dict) -> dict:
+    """One node of the tree encode_fields builds (keyed by path elements) as fieldsV1."""
+    out: dict = {}
+    owned = node.pop(".", False)
+    if owned and node:
+        out["."] = {}  # an owned node with owned children says so first; a leaf `{}` says it already
+    for pe in sorted(node, key=_pe_sort_key):
+        out[f"{pe[0]}:{pe[1]}"] = _emit(node[pe])
+    return out
+
+
+def _pe_sort_key(pe: PathElement) -> tuple:
+    # Field names sort before keys before values (fieldpath.PathElement.Compare).
+    return (_KIND_ORDER.get(pe[0], 4), pe[1])
+
+
+_KIND_ORDER = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
 def decode_fields(fields_v1: dict) -> set[Path]:
@@ -298,6 +334,36 @@ def decode_fields(fields_v1: dict) -> set[Path]:
 
     walk(fields_v1, ())
     return out
+
+
+# Every write decodes each managedFields entry of the object and encodes each one again; objects of one kind
+# written by one manager (the pods of one template, say) share a few distinct fieldsV1, so both directions are
+# remembered by content. The sets are frozensets: field-set arithmetic here always makes new sets. An entry of
+# both caches is ~16 KB for a pod's fieldsV1, so they stay small.
+
+
+def _decode_shared(fields_v1: dict) -> AbstractSet[Path]:
+    """decode_fields, remembered by the fieldsV1's JSON."""
+    try:
+        raw = orjson.dumps(fields_v1)
+    except (orjson.JSONEncodeError, TypeError):
+        return decode_fields(fields_v1)  # not JSON (non-string keys, say): nothing to remember it by
+    return _decode_raw(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _decode_raw(raw: bytes) -> frozenset[Path]:
+    return frozenset(decode_fields(orjson.loads(raw)))
+
+
+def _encode_shared(fields: AbstractSet[Path]) -> dict:
+    """encode_fields, remembered by the set; a fresh dict each time (callers own what they get)."""
+    return orjson.loads(_encode_raw(fields if isinstance(fields, frozenset) else frozenset(fields)))
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_raw(fields: frozenset[Path]) -> bytes:
+    return orjson.dumps(encode_fields(fields))
 
 
 def path_string(path: Path) -> str:
@@ -345,19 +411,33 @@ def _conflict_error(conflicts: list[tuple[_Manager, Path]]) -> Conflict:
 def _item_pe(item: Any, schema: Field, path: Path) -> PathElement:
     """The path element that names one element of a keyed list or a set."""
     if schema.list_type == "set":
-        return ("v", json.dumps(item, separators=(",", ":")))
+        return ("v", _json_scalar(item, sort_keys=False))
     if not isinstance(item, dict):
         raise _typed_error(path, "expected a map for an element of an associative list")
-    key = {}
+    parts = []
     for name in sorted(schema.keys):
         if name in item:
-            key[name] = item[name]
+            value = item[name]
         elif name in schema.key_defaults:
-            key[name] = schema.key_defaults[name]
+            value = schema.key_defaults[name]
         else:
             raise _typed_error(path, f'associative list with keys has an element that omits key field "{name}" '
                                      "(and doesn't have default value)")
-    return ("k", json.dumps(key, separators=(",", ":"), sort_keys=True))
+        parts.append(f"{_encode_str(name)}:{_json_scalar(value, sort_keys=True)}")
+    # What json.dumps(key, separators=(",", ":"), sort_keys=True) gives, built without its per-call setup.
+    return ("k", "{" + ",".join(parts) + "}")
+
+
+_encode_str: Any = json.encoder.encode_basestring_ascii  # what json.dumps uses for strings (ensure_ascii)
+
+
+def _json_scalar(value: Any, *, sort_keys: bool) -> str:
+    """`json.dumps(value, separators=(",", ":"), sort_keys=...)`, with fast paths for strings and integers."""
+    if type(value) is str:
+        return _encode_str(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
 
 
 def _typed_error(path: Path, why: str) -> ApiError:
@@ -473,36 +553,46 @@ def compare(old: Any, new: Any, schema: Field, path: Path = ()) -> tuple[set[Pat
     """What changed between two objects (typed/compare.go): the added, modified and removed paths.
 
     Leaves (scalars, atomic values, empty objects and lists) are compared by value; an object field or list
-    element that appears or disappears is itself added or removed too.
+    element that appears or disappears is itself added or removed too. Equal subtrees are skipped whole: nothing
+    in them is added, modified or removed, and a write usually changes a small part of an object.
     """
     added: set[Path] = set()
     modified: set[Path] = set()
     removed: set[Path] = set()
 
-    def leaf(o: Any, n: Any, p: Path) -> None:
-        if o is _MISSING:
-            added.add(p)
-        elif n is _MISSING:
-            removed.add(p)
-        elif o != n:
-            modified.add(p)
-
     def walk(o: Any, n: Any, s: Field, p: Path) -> None:
+        if o is not _MISSING and n is not _MISSING and o == n:
+            return
         shape = _shape(o, n, s)
         if shape == "leaf":
-            leaf(o, n, p)
+            if o is _MISSING:
+                added.add(p)
+            elif n is _MISSING:
+                removed.add(p)
+            else:
+                modified.add(p)  # not equal, or walk would have returned
             return
         if shape == "object":
             lo = o if isinstance(o, dict) else {}
             ln = n if isinstance(n, dict) else {}
-            for name in {**lo, **ln}:
-                walk(lo.get(name, _MISSING), ln.get(name, _MISSING), s.child(name), (*p, ("f", name)))
+            for name, value in lo.items():
+                other = ln.get(name, _MISSING)
+                if other is _MISSING or value != other:
+                    walk(value, other, s.child(name), (*p, ("f", name)))
+            for name, value in ln.items():
+                if name not in lo:
+                    walk(_MISSING, value, s.child(name), (*p, ("f", name)))
         else:
             lo = dict(_keyed(o, s, p)) if isinstance(o, list) else {}
             ln = dict(_keyed(n, s, p)) if isinstance(n, list) else {}
             element = s.element() if s.list_type == "map" else DEFAULT
-            for pe in {**lo, **ln}:
-                walk(lo.get(pe, _MISSING), ln.get(pe, _MISSING), element, (*p, pe))
+            for pe, value in lo.items():
+                other = ln.get(pe, _MISSING)
+                if other is _MISSING or value != other:
+                    walk(value, other, element, (*p, pe))
+            for pe, value in ln.items():
+                if pe not in lo:
+                    walk(_MISSING, value, element, (*p, pe))
         if p and o is _MISSING:
             added.add(p)
         elif p and n is _MISSING:
@@ -514,13 +604,16 @@ def compare(old: Any, new: Any, schema: Field, path: Path = ()) -> tuple[set[Pat
 
 def _shape(old: Any, new: Any, schema: Field) -> str:
     """Whether two values compare as an object, a keyed list or a single leaf."""
-    present = [v for v in (old, new) if v is not _MISSING and v is not None]
-    if not present or schema.atomic:
+    if schema.atomic:
         return "leaf"
-    if all(isinstance(v, dict) for v in present):
-        return "leaf" if not any(present) else "object"
-    if all(isinstance(v, list) for v in present) and _is_keyed_list(schema):
-        return "leaf" if not any(present) else "list"
+    o = None if old is _MISSING else old
+    n = None if new is _MISSING else new
+    if o is None and n is None:
+        return "leaf"
+    if (o is None or isinstance(o, dict)) and (n is None or isinstance(n, dict)):
+        return "object" if (o or n) else "leaf"
+    if (o is None or isinstance(o, list)) and (n is None or isinstance(n, list)) and _is_keyed_list(schema):
+        return "list" if (o or n) else "leaf"
     return "leaf"
 
 
@@ -573,7 +666,10 @@ def _filter_reset(paths: set[Path], subresource: str) -> set[Path]:
 
 
 def _zero(kind: str) -> dict:
-    return copy.deepcopy(_ZERO.get(kind, {"metadata": {}}))
+    return copy.deepcopy(_ZERO.get(kind, _EMPTY_ZERO))
+
+
+_EMPTY_ZERO: dict = {"metadata": {}}
 
 
 def _fill_zero(obj: dict, kind: str) -> dict:
@@ -582,16 +678,26 @@ def _fill_zero(obj: dict, kind: str) -> dict:
     The Go API server never sees an object without them; comparing with them in place keeps a stored object
     that lacks, say, `status: {}` from making `status` look newly added.
     """
-    def fill(target: dict, zero: dict) -> None:
-        for name, value in zero.items():
-            if isinstance(value, dict):
-                if name not in target:
-                    target[name] = {}
-                if isinstance(target[name], dict):
-                    fill(target[name], value)
+    return _json_copy(_with_zero(obj, _ZERO.get(kind, {})))
 
-    out = _json_copy(obj)
-    fill(out, _ZERO.get(kind, {}))
+
+def _with_zero(obj: dict, zero: dict) -> dict:
+    """`obj` with the structs of `zero` filled in where missing: a shallow view, copying only what it fills."""
+    out = obj
+    for name, value in zero.items():
+        if not isinstance(value, dict):
+            continue
+        current = obj.get(name, _MISSING)
+        if current is _MISSING:
+            filled = _with_zero({}, value)
+        elif isinstance(current, dict):
+            filled = _with_zero(current, value)
+        else:
+            continue
+        if filled is not current:
+            if out is obj:
+                out = dict(obj)
+            out[name] = filled
     return out
 
 

@@ -238,7 +238,7 @@ class ApiServer:
             obj = self.registry.get(kind, route.namespace, route.name)
             if self._wants_table(request):
                 table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                                        include_object=self._include_object(request))
+                                        include_object=self._include_object(request), copy_metadata=False)
                 return _json_response(table)
             return _json_response(obj)
         if method == "PUT":
@@ -379,8 +379,10 @@ class ApiServer:
         items, rv, cont, remaining = self.registry.list(
             kind, route.namespace, label_sel, field_sel, limit=int(q.get("limit") or 0), cont=q.get("continue"))
         if self._wants_table(request):
+            # Rows may share the stored metadata (copy_metadata=False): the Table is serialised at once and
+            # stored objects are never mutated.
             table = tables.to_table(kind.plural, items, resource_version=str(rv),
-                                    include_object=self._include_object(request))
+                                    include_object=self._include_object(request), copy_metadata=False)
             if cont:
                 table["metadata"]["continue"] = cont
             return _json_response(table)
@@ -449,7 +451,8 @@ class ApiServer:
                 nonlocal first_table
                 if as_table and typ != "BOOKMARK" and typ != "ERROR":
                     table = tables.to_table(kind.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                                            include_object=include_object, with_columns=first_table)
+                                            include_object=include_object, with_columns=first_table,
+                                            copy_metadata=False)
                     first_table = False
                     return _line({"type": typ, "object": table})
                 if typ in ("ADDED", "MODIFIED", "DELETED"):

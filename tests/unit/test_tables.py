@@ -724,3 +724,52 @@ def test_kubectl_prints_our_table(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _services(count: int) -> list[dict[str, Any]]:
+    """Services as stored, with managedFields, created a few seconds apart."""
+    out = []
+    for i in range(count):
+        svc = json.loads(json.dumps(NGINX_SVC))
+        svc["metadata"]["name"] = f"svc-{i}"
+        svc["metadata"]["creationTimestamp"] = f"2024-05-01T10:00:{i % 7:02d}Z"
+        svc["metadata"]["managedFields"] = [{
+            "manager": "kubectl-create", "operation": "Update", "apiVersion": "v1", "time": "2024-05-01T10:00:00Z",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {
+                ".": {}, "f:port": {}, "f:protocol": {}}}}}}]
+        out.append(svc)
+    return out
+
+
+def test_metadata_rows_are_private_copies_of_each_object() -> None:
+    services = _services(3)
+    table = to_table("services", services, now=NOW)
+    metas = [row["object"]["metadata"] for row in table["rows"]]
+    assert metas == [svc["metadata"] for svc in services]
+    assert [m["name"] for m in metas] == ["svc-0", "svc-1", "svc-2"]
+    metas[0]["managedFields"][0]["fieldsV1"].clear()
+    assert services[0]["metadata"]["managedFields"][0]["fieldsV1"]
+    assert metas[1]["managedFields"][0]["fieldsV1"]
+
+
+def test_shared_metadata_gives_the_same_table_without_copying() -> None:
+    services = _services(5)
+    copied = to_table("services", services, resource_version="9", now=NOW)
+    shared = to_table("services", services, resource_version="9", now=NOW, copy_metadata=False)
+    assert json.dumps(shared) == json.dumps(copied)
+    assert all(row["object"]["metadata"] is svc["metadata"] for row, svc in zip(shared["rows"], services, strict=True))
+    # Only PartialObjectMetadata rows are concerned.
+    assert to_table("services", services, include_object="None", now=NOW, copy_metadata=False)["rows"][0][
+        "object"] is None
+
+
+def test_ages_of_many_rows_with_repeated_and_odd_timestamps() -> None:
+    services = _services(8)
+    services[5]["metadata"]["creationTimestamp"] = "2024-05-01T10:04:59.5+00:00"
+    services[6]["metadata"]["creationTimestamp"] = "not a time"
+    services[7]["metadata"]["creationTimestamp"] = "2024-05-01T12:04:00+02:00"
+    ages = [row["cells"][5] for row in to_table("services", services, now=NOW)["rows"]]
+    assert ages == ["5m", "4m59s", "4m58s", "4m57s", "4m56s", "0s", "<unknown>", "60s"]
+    # The same timestamp, seen again later, ages with the clock.
+    later = to_table("services", services[:1], now=NOW + timedelta(hours=1))["rows"][0]["cells"][5]
+    assert later == "65m"
