@@ -320,10 +320,15 @@ async def bench_many(client: Client, services: int, per_service: int, home: Path
         await _bounded([client.create(_service(f"r{i}", svc)) for i, svc in enumerate(names)], 16)
     finally:
         os.kill(manager_pid, signal.SIGCONT)
+    cpu_before = cluster_cpu(home)
     start = time.perf_counter()
     await asyncio.wait_for(done.wait(), 120)
     results[f"{services} stored services × {per_service} pods reconciled by the resumed controller manager s"] = (
         time.perf_counter() - start)
+    cpu_after = cluster_cpu(home)
+    for label in sorted(cpu_after):
+        used = cpu_after[label] - cpu_before.get(label, 0.0)
+        results[f"  CPU during that reconciliation, {label} s"] = used
     await state.stop()
     return results
 

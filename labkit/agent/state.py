@@ -9,9 +9,10 @@ written atomically (rename), so a SIGKILL mid-write leaves the previous version.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+import orjson
 
 from labkit.agent.model import RealServer, Table, VirtualServer
 from labkit.agent.sync import Op
@@ -24,14 +25,14 @@ def save_table(path: str | os.PathLike[str], table: Table) -> None:
            for vs in table.values()]
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(doc, separators=(",", ":")))
+    tmp.write_bytes(orjson.dumps(doc))
     os.replace(tmp, target)
 
 
 def load_table(path: str | os.PathLike[str]) -> Table:
     """The saved table, or an empty one when there is no (readable) file."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = orjson.loads(Path(path).read_bytes())
     except (OSError, ValueError):
         return {}
     table: Table = {}
