@@ -9,6 +9,7 @@ does not (AF_NETLINK).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -27,3 +28,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run(main), on uvloop where it is installed."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until each has finished; what they raise on the way out is theirs."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+from labkit import aio
+
 from .events import EventRecorder
 from .util import meta, name_of, ns_of
 from .workqueue import WorkQueue
@@ -174,13 +176,7 @@ class Manager:
     async def stop(self) -> None:
         for q in self._queues:
             await q.stop()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await aio.cancel_and_wait(self._tasks)
         self._tasks.clear()
         for r in self._recorders.values():
             await r.flush()

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
+from labkit import aio
+
 log = logging.getLogger(__name__)
 
 
@@ -97,13 +99,7 @@ class WorkQueue:
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await aio.cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     async def wait_idle(self) -> None:
