@@ -12,11 +12,9 @@ tests use the official `kubernetes` client and kubectl, which work unchanged.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +22,8 @@ from typing import Any
 
 import aiohttp
 import orjson
-import yaml
 
-from labkit import errors, kinds
+from labkit import errors, kinds, kubeconfig
 from labkit.kinds import ResourceKind
 
 log = logging.getLogger("labkit.client")
@@ -85,23 +82,14 @@ class Client:
         `unix_socket` (default: $LABKIT_APISERVER_SOCKET, for a loopback server only) reaches the same API
         server over its local Unix socket instead of HTTPS; the token is still sent and checked.
         """
-        path = Path(path or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config")
-        config = yaml.safe_load(path.read_text())
-        context_name = config.get("current-context")
-        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-        ca = cluster.get("certificate-authority-data")
-        ca_data = base64.b64decode(ca) if ca else None
-        if not ca_data and cluster.get("certificate-authority"):
-            ca_data = Path(cluster["certificate-authority"]).read_bytes()
-        server = cluster["server"]
+        access = kubeconfig.read(path)
+        server = access.server
         if unix_socket is None and server.startswith("https://127.0.0.1:"):
             # Only where the socket is visible: a process in a mount namespace of its own keeps using HTTPS.
             env_socket = os.environ.get(SOCKET_ENV)
             if env_socket and os.path.exists(env_socket):
                 unix_socket = env_socket
-        return cls(server, user.get("token", ""), ca_data, user_agent=user_agent, unix_socket=unix_socket)
+        return cls(server, access.token, access.ca_data, user_agent=user_agent, unix_socket=unix_socket)
 
     @classmethod
     def in_cluster(cls, *, user_agent: str = "labkit") -> Client:
@@ -355,20 +343,3 @@ class Informer:
                 log.debug("watch of %s failed (%s); retrying in %.2fs", self.kind.plural, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def write_kubeconfig(path: Path, server: str, token: str, ca_pem: bytes, *, name: str = "labkit") -> None:
-    """A kubeconfig with an embedded CA and a bearer token, written atomically, mode 0600."""
-    config = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": server,
-                                                "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kubeconfig.")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)

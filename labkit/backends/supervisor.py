@@ -90,7 +90,8 @@ class Supervisor:
         await client_modules
         pki = pki_mod.Pki(paths.home / "pki")
         from labkit.backends import bootstrap
-        from labkit.client import Client, write_kubeconfig
+        from labkit.client import Client
+        from labkit.kubeconfig import write_kubeconfig
 
         port = int(paths.port_file.read_text())
         write_kubeconfig(paths.kubeconfig, f"https://127.0.0.1:{port}", pki.admin_token.read_text().strip(),

@@ -18,7 +18,6 @@ On kind there is no namespace to enter from here: the helper keeps `KubectlExecT
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -31,8 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from labkit import kubeconfig
 from labkit.dns import dig as digmod
 from labkit.dns.dig import query_wire
 from labkit.netns import NetnsSockets
@@ -102,22 +100,12 @@ class NetnsTransport:
 
 
 def _kubeconfig_access(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
-    config = yaml.safe_load(path.read_text())
-    ctx_name = config.get("current-context")
-    context = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
-    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-    ca = cluster.get("certificate-authority-data")
-    if ca:
-        sslctx = ssl.create_default_context(cadata=base64.b64decode(ca).decode())
-    elif cluster.get("certificate-authority"):
-        sslctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
-    else:
-        sslctx = ssl.create_default_context()
+    access = kubeconfig.read(path)
+    sslctx = ssl.create_default_context(cadata=access.ca_data.decode() if access.ca_data else None)
     headers = {"Accept": "application/json", "User-Agent": "labkit-dig"}
-    if user.get("token"):
-        headers["Authorization"] = f"Bearer {user['token']}"
-    return cluster["server"].rstrip("/"), headers, sslctx
+    if access.token:
+        headers["Authorization"] = f"Bearer {access.token}"
+    return access.server.rstrip("/"), headers, sslctx
 
 
 def get_pod(kubeconfig: str | os.PathLike[str], name: str, namespace: str) -> dict[str, Any]:
