@@ -54,6 +54,10 @@ class DesiredCache:
         self.fragments: dict[ServiceKey, DesiredState] = {}
         self.table: Table = {}                  # every fragment's virtual servers, merged
         self.owner: dict[VSKey, ServiceKey] = {}
+        # how many fragments want each address bound, and the addresses at least one wants: kept as fragments
+        # change, so that a partial sync does not merge 2,000 fragments' addresses to change one Service
+        self.bind_counts: dict[str, int] = {}
+        self.binds: set[str] = set()
         self.dirty: set[ServiceKey] = set()
         self.node_ips: list[str] = []
 
@@ -100,6 +104,7 @@ class DesiredCache:
             if owner is not None:
                 self.slices.setdefault(owner, {})[_slice_id(sl)] = sl
         self.fragments, self.table, self.owner = {}, {}, {}
+        self.bind_counts, self.binds = {}, set()
         self.dirty = set()
         for key in self.services:
             self._recompute(key)
@@ -122,6 +127,13 @@ class DesiredCache:
                 if self.owner.get(k) == key:
                     del self.owner[k]
                     del self.table[k]
+            for addr in old.bind_addresses:
+                left = self.bind_counts[addr] - 1
+                if left:
+                    self.bind_counts[addr] = left
+                else:
+                    del self.bind_counts[addr]
+                    self.binds.discard(addr)
         svc = self.services.get(key)
         if svc is not None:
             new = compute_desired([svc], (self.slices.get(key) or {}).values(), self.node_name, self.node_ips,
@@ -131,11 +143,11 @@ class DesiredCache:
                 touched.add(k)
                 self.table[k] = vs
                 self.owner[k] = key
+            for addr in new.bind_addresses:
+                self.bind_counts[addr] = self.bind_counts.get(addr, 0) + 1
+                self.binds.add(addr)
         return touched
 
     def state(self) -> DesiredState:
-        """The merged desired state (the table is shared, not copied: read it, do not change it)."""
-        binds: set[str] = set()
-        for frag in self.fragments.values():
-            binds |= frag.bind_addresses
-        return DesiredState(self.table, binds)
+        """The merged desired state (table and addresses are shared, not copied: read them, do not change them)."""
+        return DesiredState(self.table, self.binds)

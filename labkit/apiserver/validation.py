@@ -20,6 +20,7 @@ tolerated rather than crashing the server.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -252,6 +253,12 @@ def _parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     """netutils.ParseIPSloppy: also accepts IPv4 octets with leading zeros."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_ip_text(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_ip_text(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Remembered: the same pod IPs come back in every Endpoints and EndpointSlice write (addresses are immutable).
     try:
         return ipaddress.ip_address(value)
     except ValueError:
@@ -275,17 +282,25 @@ def validate_non_special_ip(value: str, field: str) -> list[Cause]:
     ip = _parse_ip(value)
     if ip is None:
         return [invalid(field, value, "must be a valid IP address")]
-    errs = []
+    return [invalid(field, value, message.replace("{value}", value)) for message in _special_ip_messages(ip)]
+
+
+_LINK_LOCAL_MULTICAST = {4: ipaddress.ip_network("224.0.0.0/24"), 6: ipaddress.ip_network("ff02::/16")}
+
+
+@functools.lru_cache(maxsize=8192)
+def _special_ip_messages(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[str, ...]:
+    """Why an endpoint may not use this address (ValidateNonSpecialIP), if it may not."""
+    out = []
     if ip.is_unspecified:
-        errs.append(invalid(field, value, f"may not be unspecified ({value})"))
+        out.append("may not be unspecified ({value})")
     if ip.is_loopback:
-        errs.append(invalid(field, value, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+        out.append("may not be in the loopback range (127.0.0.0/8, ::1/128)")
     if ip.is_link_local and not ip.is_multicast:
-        errs.append(invalid(field, value, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    link_local_mc = (ipaddress.ip_network("224.0.0.0/24") if ip.version == 4 else ipaddress.ip_network("ff02::/16"))
-    if ip in link_local_mc:
-        errs.append(invalid(field, value, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
-    return errs
+        out.append("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    if ip in _LINK_LOCAL_MULTICAST[ip.version]:
+        out.append("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+    return tuple(out)
 
 
 # Name validators: (name, prefix) -> messages, as in apimachinery's NameIs* functions.

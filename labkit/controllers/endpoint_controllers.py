@@ -56,6 +56,12 @@ class _Written:
     def names_for(self, ns: str) -> list[tuple[str, str]]:
         return [k for k in self.objs if k[0] == ns]
 
+    def is_echo(self, etype: str, key: tuple[str, str], obj: dict) -> bool:
+        """Whether an informer event only shows this controller's own last write (upstream's
+        endpointSliceTracker.ShouldSync): such an event needs no sync, anything else (a delete, someone
+        else's change) does."""
+        return etype != "DELETED" and self.objs.get(key) is not None and self.rv.get(key) == rv_int(obj)
+
 
 class EndpointsController:
     """Endpoints for every Service with a selector."""
@@ -66,7 +72,12 @@ class EndpointsController:
         self.queue = mgr.new_queue("endpoints", self.sync, workers=8)
         mgr.informer("services").add_handler(lambda e, o, old: self.queue.add((ns_of(o), name_of(o))))
         mgr.informer("pods").add_handler(self._on_pod)
-        mgr.informer("endpoints").add_handler(lambda e, o, old: self.queue.add((ns_of(o), name_of(o))))
+        mgr.informer("endpoints").add_handler(self._on_endpoints)
+
+    def _on_endpoints(self, etype: str, obj: dict, old: dict | None) -> None:
+        key = (ns_of(obj), name_of(obj))
+        if not self.written.is_echo(etype, key, obj):
+            self.queue.add(key)
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
         names = self.mgr.services_selecting(pod)
@@ -120,6 +131,15 @@ class _SliceWriter:
         self.managed_by = managed_by
         self.written = _Written()
         self.created_for: dict[tuple[str, str], set[str]] = {}
+
+    def service_to_sync(self, etype: str, sl: dict) -> tuple[str, str] | None:
+        """The Service whose sync a slice event calls for: one of this writer's slices, changed by someone else."""
+        labels = meta(sl).get("labels") or {}
+        if labels.get(es.MANAGED_BY) != self.managed_by or not labels.get(es.SERVICE_NAME):
+            return None
+        if self.written.is_echo(etype, (ns_of(sl), name_of(sl)), sl):
+            return None
+        return (ns_of(sl), labels[es.SERVICE_NAME])
 
     def existing(self, ns: str, svc: str) -> list[dict]:
         out: dict[str, dict] = {}
@@ -182,9 +202,9 @@ class EndpointSliceController:
             self.queue.add((ns_of(pod), n))
 
     def _on_slice(self, etype: str, sl: dict, old: dict | None) -> None:
-        labels = meta(sl).get("labels") or {}
-        if labels.get(es.MANAGED_BY) == es.CONTROLLER and labels.get(es.SERVICE_NAME):
-            self.queue.add((ns_of(sl), labels[es.SERVICE_NAME]))
+        key = self.writer.service_to_sync(etype, sl)
+        if key is not None:
+            self.queue.add(key)
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -214,9 +234,9 @@ class MirroringController:
         mgr.informer("endpointslices").add_handler(self._on_slice)
 
     def _on_slice(self, etype: str, sl: dict, old: dict | None) -> None:
-        labels = meta(sl).get("labels") or {}
-        if labels.get(es.MANAGED_BY) == es.MIRROR_CONTROLLER and labels.get(es.SERVICE_NAME):
-            self.queue.add((ns_of(sl), labels[es.SERVICE_NAME]))
+        key = self.writer.service_to_sync(etype, sl)
+        if key is not None:
+            self.queue.add(key)
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key

@@ -112,6 +112,19 @@ def test_partial_syncs_match_a_full_recompute_and_touch_only_changed_services() 
     assert step() == set()
     w.put_service(svc("late", "10.96.2.2"))
     assert step() == {"10.96.2.2"}
+    # two Services bind the same external IP: deleting one keeps the address bound for the other
+    for name, ip in (("ext1", "10.96.3.1"), ("ext2", "10.96.3.2")):
+        shared = svc(name, ip)
+        shared["spec"]["externalIPs"] = ["203.0.113.50"]
+        w.put_service(shared)
+    step()
+    assert "203.0.113.50" in w.cache.state().bind_addresses
+    w.delete_service("default", "ext1")
+    step()
+    assert "203.0.113.50" in w.cache.state().bind_addresses
+    w.delete_service("default", "ext2")
+    step()
+    assert "203.0.113.50" not in w.cache.state().bind_addresses
     # nothing changed: nothing touched
     assert w.cache.update() == set()
 

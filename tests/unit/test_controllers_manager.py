@@ -61,10 +61,17 @@ class FakeApi:
         self.informers: dict[str, FakeInformer] = {}
         self.rv = itertools.count(1)
         self.rng = random.Random(0)
+        self.in_flight = 0  # watch events not delivered yet
 
     def _emit(self, res: str, etype: str, obj: dict) -> None:
+        # As over a real watch, the event reaches the informers after the writer has its response.
         if res in self.informers:
-            self.informers[res].notify(etype, obj)
+            self.in_flight += 1
+            asyncio.get_running_loop().call_soon(self._deliver, res, etype, copy.deepcopy(obj))
+
+    def _deliver(self, res: str, etype: str, obj: dict) -> None:
+        self.in_flight -= 1
+        self.informers[res].notify(etype, obj)
 
     async def get(self, resource: str, name: str, namespace: str | None = None) -> dict:
         res = kinds.lookup(resource).plural
@@ -186,9 +193,13 @@ async def start() -> tuple[FakeApi, Manager]:
 
 
 async def settle(mgr: Manager) -> None:
-    await mgr.wait_idle()
-    await asyncio.sleep(0)
-    await mgr.wait_idle()
+    api = mgr.client
+    while True:
+        await mgr.wait_idle()
+        await asyncio.sleep(0)
+        await mgr.wait_idle()
+        if not api.in_flight:
+            return
 
 
 async def kubelet(api: FakeApi, ns: str = "default") -> None:
@@ -258,6 +269,48 @@ async def test_deployment_service_scale_and_delete() -> None:
         assert objs(api, "replicasets") == [] and objs(api, "pods") == []
         e = await api.get("endpoints", "nginx", "default")
         assert "subsets" not in e
+    finally:
+        await mgr.stop()
+
+
+async def test_endpoint_controllers_skip_their_own_echo_but_undo_other_writers() -> None:
+    api, mgr = await start()
+    syncs: list[str] = []
+    for ctrl in mgr.controllers[:2]:  # Endpoints and EndpointSlice controllers: count their syncs
+        inner = ctrl.queue.handler
+
+        async def counted(key: object, inner: Any = inner, name: str = ctrl.queue.name) -> None:
+            syncs.append(name)
+            await inner(key)
+
+        ctrl.queue.handler = counted
+    try:
+        await api.create(copy.deepcopy(DEPLOY))
+        await api.create(copy.deepcopy(SERVICE))
+        await settle(mgr)
+        await kubelet(api)
+        await settle(mgr)
+        await api.patch("deployments", "nginx", {"spec": {"replicas": 2}}, "default")
+        await settle(mgr)
+        # the second pod becomes ready: one sync of each controller writes the new address; the events of
+        # those writes (the controllers' own) start no further sync
+        syncs.clear()
+        await kubelet(api)
+        await settle(mgr)
+        assert len((await api.get("endpoints", "nginx", "default"))["subsets"][0]["addresses"]) == 2
+        assert sorted(syncs) == ["endpoints", "endpointslice"]
+        # someone else empties the Endpoints and the slice: both controllers put them back
+        e = await api.get("endpoints", "nginx", "default")
+        e["subsets"] = []
+        await api.replace(e)
+        (sl,) = objs(api, "endpointslices")
+        sl = copy.deepcopy(sl)
+        sl["endpoints"] = []
+        await api.replace(sl)
+        await settle(mgr)
+        assert len((await api.get("endpoints", "nginx", "default"))["subsets"][0]["addresses"]) == 2
+        (sl,) = objs(api, "endpointslices")
+        assert len(sl["endpoints"]) == 2
     finally:
         await mgr.stop()
 
