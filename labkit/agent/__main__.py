@@ -373,6 +373,7 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
         agent.flush_state()
         if isinstance(backend, UserspaceDataPlane):
             await backend.stop()
+        device.close()
         await client.close()
 
 

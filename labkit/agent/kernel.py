@@ -92,15 +92,40 @@ class DummyDevice:
     def __init__(self, netns: str | None = None, name: str = DUMMY_DEVICE) -> None:
         self.netns = netns
         self.name = name
+        # One netlink handle for the device's life: opening one costs milliseconds (15 ms for a NetNS here), and
+        # a burst of new Services binds a few addresses per sync. Used only on the netlink worker thread.
+        self._handle: Any = None
+        self._index: int | None = None
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute, NetNS
+        if self._handle is None:
+            from pyroute2 import IPRoute, NetNS
 
-        return NetNS(self.netns) if self.netns else IPRoute()
+            self._handle = NetNS(self.netns) if self.netns else IPRoute()
+        return self._handle
+
+    def _close(self) -> None:
+        """Close the netlink handle (the next call opens a new one)."""
+        handle, self._handle, self._index = self._handle, None, None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
+
+    def _retrying(self, call: Callable[[Any], T]) -> T:
+        """`call(handle)`, once more on a fresh handle and device index if the first attempt fails (a closed
+        socket, the device deleted and re-created by someone else)."""
+        try:
+            return call(self._ipr())
+        except Exception:
+            self._close()
+            return call(self._ipr())
 
     def _ensure(self) -> int:
         """Create the device if missing; returns its ifindex."""
-        with self._ipr() as ipr:
+        if self._index is not None:
+            return self._index
+
+        def ensure(ipr: Any) -> int:
             idx = ipr.link_lookup(ifname=self.name)
             if not idx:
                 try:
@@ -114,12 +139,17 @@ class DummyDevice:
                 idx = ipr.link_lookup(ifname=self.name)
             return idx[0]
 
+        self._index = self._retrying(ensure)
+        return self._index
+
     def _addresses(self) -> set[str]:
-        with self._ipr() as ipr:
+        def addresses(ipr: Any) -> set[str]:
             idx = ipr.link_lookup(ifname=self.name)
             if not idx:
                 return set()
             return {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])}
+
+        return self._retrying(addresses)
 
     def _add(self, address: str) -> None:
         self._add_many([address])
@@ -138,11 +168,13 @@ class DummyDevice:
 
     def _add_many(self, addresses: list[str]) -> None:
         """Bind several addresses at once."""
-        idx = self._ensure()
+        self._ensure()
         if len(addresses) > 8 and shutil.which("ip"):
             self._ip_batch("add", addresses)
             return
-        with self._ipr() as ipr:
+
+        def add(ipr: Any) -> None:
+            idx = self._ensure()
             for address in addresses:
                 plen = 32 if ipaddress.ip_address(address).version == 4 else 128
                 try:
@@ -151,6 +183,8 @@ class DummyDevice:
                     if getattr(e, "code", None) != 17:
                         raise
 
+        self._retrying(add)
+
     def _remove(self, address: str) -> None:
         self._remove_many([address])
 
@@ -158,8 +192,9 @@ class DummyDevice:
         if len(addresses) > 8 and shutil.which("ip"):
             self._ip_batch("del", addresses)
             return
-        with self._ipr() as ipr:
-            idx = ipr.link_lookup(ifname=self.name)
+
+        def remove(ipr: Any) -> None:
+            idx = ipr.link_lookup(ifname=self.name) if self._index is None else [self._index]
             if not idx:
                 return
             for address in addresses:
@@ -167,11 +202,16 @@ class DummyDevice:
                 with contextlib.suppress(Exception):
                     ipr.addr("del", index=idx[0], address=address, prefixlen=plen)
 
+        self._retrying(remove)
+
     def _delete(self) -> None:
-        with self._ipr() as ipr:
+        def delete(ipr: Any) -> None:
             idx = ipr.link_lookup(ifname=self.name)
             if idx:
                 ipr.link("del", index=idx[0])
+
+        self._retrying(delete)
+        self._index = None
 
 
 def _dd_public(name: str) -> Callable[..., Any]:
@@ -182,7 +222,7 @@ def _dd_public(name: str) -> Callable[..., Any]:
     return method
 
 
-for _n in ("ensure", "addresses", "add", "add_many", "remove", "remove_many", "delete"):
+for _n in ("ensure", "addresses", "add", "add_many", "remove", "remove_many", "delete", "close"):
     setattr(DummyDevice, _n, _dd_public(_n))
 
 

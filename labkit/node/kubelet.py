@@ -273,7 +273,7 @@ class PodWorker:
         st.env = env
         cid = container_id(self.uid, name)
         rec = await self.kl.node.start_container(self.sandbox, name, workload, env, restart_count=st.restart_count,
-                                                 working_dir=c.get("workingDir"))
+                                                 working_dir=c.get("workingDir"), nice=st_mod.cpu_nice(self.pod))
         seen = self.kl.records.get(cid)
         if seen is not None and seen.get("pid") == rec["pid"] and not seen.get("running"):
             rec = seen  # it already exited (the exit event overtook the spawn reply)

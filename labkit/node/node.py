@@ -83,8 +83,9 @@ class Node:
 
     async def start_container(self, sandbox: Sandbox, container: str, workload: Workload,
                               env: dict[str, str] | None = None, restart_count: int = 0,
-                              working_dir: str | None = None) -> dict[str, Any]:
-        """Start a container in the pod (env as given, plus PATH/HOSTNAME like a container runtime)."""
+                              working_dir: str | None = None, nice: int = 0) -> dict[str, Any]:
+        """Start a container in the pod (env as given, plus PATH/HOSTNAME like a container runtime), at the
+        pod's CPU weight `nice` (status.cpu_nice)."""
         log = self.log_path(sandbox, container, restart_count)
         log.parent.mkdir(parents=True, exist_ok=True)
         full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -93,10 +94,10 @@ class Node:
         meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count,
-                                    "workingDir": working_dir}))
+                                    "workingDir": working_dir, "nice": nice}))
         return await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
                                        env=full_env, net=sandbox.net_file, uts=sandbox.uts_file,
-                                       mnt=sandbox.mnt_file, working_dir=working_dir)
+                                       mnt=sandbox.mnt_file, working_dir=working_dir, nice=nice)
 
     async def kill_container(self, uid: str, container: str, sig: int = signal.SIGTERM) -> None:
         await self.zygote.kill(container_id(uid, container), sig)

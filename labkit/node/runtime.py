@@ -39,7 +39,9 @@ class NodeRuntime:
         argv = ["nsenter", f"--net={net}", f"--uts={uts}", f"--mount={mnt}"]
         if meta.get("workingDir"):
             argv.append(f"--wd={meta['workingDir']}")
-        return [*argv, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+        # An exec'd process runs in the container's cgroup, at the pod's CPU weight.
+        nice = ["nice", "-n", str(meta["nice"])] if meta.get("nice") else []
+        return [*nice, *argv, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
 
     def log_file(self, pod: dict, container: str, previous: bool) -> Path:
         """The log of the container's current run, or of the run before it (`--previous`)."""

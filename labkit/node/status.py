@@ -15,6 +15,7 @@ Sources (read, not copied), kubernetes v1.32:
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -267,6 +268,39 @@ def qos_class(pod: dict[str, Any]) -> str:
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+_CPU_SUFFIX = {"m": 1, "": 1000, "k": 10**6, "M": 10**9, "G": 10**12}
+
+
+def cpu_millis(quantity: Any) -> int:
+    """A CPU quantity ("100m", "0.5", "2") in millicores, rounded up like Quantity.MilliValue; 0 if unreadable."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m|k|M|G)?\s*", str(quantity))
+    if not m:
+        return 0
+    whole, _, frac = m.group(1).partition(".")
+    scale = _CPU_SUFFIX[m.group(2) or ""]
+    numerator = int(whole or "0") * 10 ** len(frac) + int(frac or "0")
+    return -(-numerator * scale // 10 ** len(frac))  # ceiling division
+
+
+def cpu_nice(pod: dict[str, Any]) -> int:
+    """The nice value labkit gives a pod's processes, standing in for kubelet's pod cgroup `cpu.shares`.
+
+    kubelet gives a pod the sum of its containers' CPU requests as shares (1,024 per CPU, requests defaulting to
+    limits), and the minimum, 2, to a pod that requests none (BestEffort, or a Burstable pod without a CPU
+    request). A process at nice n weighs about 1024 / 1.25**n against labkit's own processes at nice 0, so a pod
+    requesting 1 CPU competes at nice 0, CoreDNS's 100m at nice 10, and a pod requesting nothing at nice 19:
+    under contention, as on a real node, the control plane goes first.
+    """
+    millis = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        cpu = (res.get("requests") or {}).get("cpu", (res.get("limits") or {}).get("cpu"))
+        if cpu is not None:
+            millis += cpu_millis(cpu)
+    shares = max(2, millis * 1024 // 1000)
+    return max(0, min(19, round(math.log(1024 / shares, 1.25))))
 
 
 def pod_phase(restart_policy: str, statuses: list[dict[str, Any]]) -> str:

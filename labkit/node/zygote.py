@@ -65,6 +65,8 @@ def _child(req: dict[str, Any]) -> int:
     os.closerange(3, 65536)
     os.environ.clear()
     os.environ.update(req.get("env") or {})
+    if req.get("nice"):
+        os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))  # the pod's CPU weight (status.cpu_nice)
     spec = req["workload"]
     if spec.get("kind") == "exec" or spec.get("mode") == "shell":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a real program expects the default
@@ -343,10 +345,11 @@ class ZygoteClient:
 
     async def spawn(self, cid: str, workload: dict[str, Any], *, log: str, env: dict[str, str] | None = None,
                     net: str | None = None, uts: str | None = None, mnt: str | None = None,
-                    working_dir: str | None = None) -> dict[str, Any]:
-        """Start container `cid` running `workload` (Workload.to_spec()) in the given namespace files."""
+                    working_dir: str | None = None, nice: int = 0) -> dict[str, Any]:
+        """Start container `cid` running `workload` (Workload.to_spec()) in the given namespace files, at
+        niceness `nice`."""
         req = {"op": "spawn", "id": cid, "workload": workload, "log": log, "env": env or {}, "net": net,
-               "uts": uts, "mnt": mnt, "workingDir": working_dir}
+               "uts": uts, "mnt": mnt, "workingDir": working_dir, "nice": nice}
         return (await self._call(req))["container"]
 
     async def kill(self, cid: str, sig: int = signal.SIGTERM) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from labkit.node.cleanup import cluster_netns
-from labkit.node.names import cluster_prefix
+from labkit.node.names import Names, cluster_prefix
 
 pytestmark = [
     pytest.mark.integration,
@@ -233,6 +233,32 @@ def test_crashing_container_restarts_with_growing_back_off(cluster: Any, ns: str
     assert "CrashLoopBackOff" in cluster.kubectl("-n", ns, "get", "pod", "crash").stdout
     logs = cluster.kubectl("-n", ns, "get", "events", "--field-selector", "reason=BackOff").stdout
     assert "Back-off restarting failed container app in pod" in logs
+
+
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def pod_processes(cluster: Any, pod: dict) -> list[int]:
+    netns = Names.for_home(cluster.home).pod_netns(pod["metadata"]["uid"])
+    return [int(p) for p in subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                                           text=True).stdout.split()]
+
+
+def test_pods_compete_for_cpu_with_the_weight_their_requests_give(cluster: Any, ns: str) -> None:
+    """kubelet turns CPU requests into cgroup cpu.shares; labkit into the equivalent nice value."""
+    apply(cluster, ns, netexec("weighted", resources={"requests": {"cpu": "250m"}}), netexec("besteffort"))
+    wait_ready(cluster, ns, "weighted", "besteffort")
+    for name, nice in (("weighted", 6), ("besteffort", 19)):
+        pids = pod_processes(cluster, get_pod(cluster, ns, name))
+        assert pids and {nice_of(p) for p in pids} == {nice}, name
+        # what `kubectl exec` runs shares the container's weight
+        stat = cluster.kubectl("-n", ns, "exec", name, "--", "cat", "/proc/self/stat").stdout
+        assert int(stat.rsplit(")", 1)[1].split()[16]) == nice
+    # CoreDNS requests 100m, as in kind: nice 10 beside the control plane's 0
+    dns = json.loads(cluster.kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o",
+                                     "json").stdout)["items"]
+    assert dns and all({nice_of(p) for p in pod_processes(cluster, pod)} == {10} for pod in dns)
 
 
 def test_graceful_termination_and_nothing_leaks(cluster: Any, ns: str) -> None:

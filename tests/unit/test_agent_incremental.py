@@ -112,10 +112,11 @@ def test_partial_syncs_match_a_full_recompute_and_touch_only_changed_services() 
     assert step() == set()
     w.put_service(svc("late", "10.96.2.2"))
     assert step() == {"10.96.2.2"}
-    # two Services bind the same external IP: deleting one keeps the address bound for the other
-    for name, ip in (("ext1", "10.96.3.1"), ("ext2", "10.96.3.2")):
+    # two Services bind the same external IP (on ports of their own): deleting one keeps the address bound
+    for port, name, ip in ((80, "ext1", "10.96.3.1"), (81, "ext2", "10.96.3.2")):
         shared = svc(name, ip)
         shared["spec"]["externalIPs"] = ["203.0.113.50"]
+        shared["spec"]["ports"][0]["port"] = port
         w.put_service(shared)
     step()
     assert "203.0.113.50" in w.cache.state().bind_addresses

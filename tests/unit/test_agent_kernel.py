@@ -80,3 +80,46 @@ def test_real_kernel_ipvs_in_a_namespace():
         run_in_netns(ns, body)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+@pytest.fixture
+def scratch_netns():
+    """A network namespace of this test's own (the device's addresses never reach the host's namespace)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace needs root")
+    name = f"lktest-dummy-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_dummy_device_keeps_one_handle_and_survives_the_device_being_recreated(scratch_netns: str) -> None:
+    import subprocess
+
+    from labkit.agent.kernel import DummyDevice
+
+    device = DummyDevice(scratch_netns)
+    try:
+        device.add_many(["10.96.0.10", "10.96.0.11"])                     # netlink, one address at a time
+        device.add_many([f"10.96.1.{i}" for i in range(1, 11)])           # `ip -batch` for many
+        handle = device._handle
+        device.add("10.96.0.10")                                          # already bound: tolerated
+        assert device.addresses() == {"10.96.0.10", "10.96.0.11", *(f"10.96.1.{i}" for i in range(1, 11))}
+        assert device._handle is handle                                   # the same netlink socket throughout
+        device.remove_many(["10.96.0.11"])
+        assert "10.96.0.11" not in device.addresses()
+        # someone deletes kube-ipvs0 and makes another (a new ifindex): the next bind finds the new one
+        subprocess.run(["ip", "-n", scratch_netns, "link", "del", "kube-ipvs0"], check=True)
+        subprocess.run(["ip", "-n", scratch_netns, "link", "add", "kube-ipvs0", "type", "bridge"], check=True)
+        device.add("10.96.0.12")
+        assert device.addresses() == {"10.96.0.12"}
+        device.delete()
+        assert device.addresses() == set()
+    finally:
+        device.close()
+    assert device._handle is None

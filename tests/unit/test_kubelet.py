@@ -226,3 +226,26 @@ async def test_http_tcp_and_exec_probes_on_loopback(http_server):
     assert refused == ProbeResult(False, f"dial tcp 127.0.0.1:{closed_port}: connect: connection refused")
     assert exec_ok == ProbeResult(True, "fine\n") and exec_bad == ProbeResult(False, "no\n")
     assert not slow.ok and "timed out" in slow.message
+
+
+@pytest.mark.parametrize(("quantity", "millis"), [("100m", 100), ("0.1", 100), ("1", 1000), ("1.5", 1500), ("2", 2000),
+                                                  ("0.0001", 1), (0.5, 500), ("1k", 1_000_000), ("lots", 0)])
+def test_cpu_quantities_in_millicores_round_up(quantity: object, millis: int) -> None:
+    assert s.cpu_millis(quantity) == millis
+
+
+def _pod_requesting(*cpus: str | None, limit: str | None = None) -> dict:
+    containers = [{"name": f"c{i}", "resources": {"requests": {"cpu": c}} if c else {}} for i, c in enumerate(cpus)]
+    if limit:
+        containers.append({"name": "limited", "resources": {"limits": {"cpu": limit}}})
+    return {"spec": {"containers": containers}}
+
+
+def test_cpu_weight_follows_kubelets_shares_from_requests() -> None:
+    assert s.cpu_nice(_pod_requesting()) == 19                # BestEffort: 2 shares
+    assert s.cpu_nice(_pod_requesting(None)) == 19
+    assert s.cpu_nice(_pod_requesting("100m")) == 10          # CoreDNS: 102 shares ≈ 1024 / 1.25**10
+    assert s.cpu_nice(_pod_requesting("250m")) == 6
+    assert s.cpu_nice(_pod_requesting("500m", "500m")) == 0   # the containers' requests add up
+    assert s.cpu_nice(_pod_requesting(limit="1")) == 0        # a request defaults to the limit
+    assert s.cpu_nice(_pod_requesting("4")) == 0              # never below labkit's own processes
