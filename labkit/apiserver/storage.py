@@ -11,7 +11,9 @@ Stored objects are never mutated in place: callers copy before they change one.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +61,32 @@ def _res_key(text: str) -> ResourceKey:
     return (group, plural)
 
 
+class _Checkpointer:
+    """A thread that checkpoints the WAL every `period` seconds over a connection of its own (PASSIVE: it never
+    blocks the writer; sqlite3 releases the GIL while it works), and once more, truncating, when stopped."""
+
+    def __init__(self, path: Path, period: float = 0.5) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._period = period
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._period):
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # busy or closing: the next round checkpoints
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+
 class Store:
     """Objects by resource and key; history of the last `history_limit` changes."""
 
@@ -71,6 +99,11 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Checkpoints (copying the WAL into the database, with its fsync) run on a thread of their own instead of
+        # inside every thousandth write's COMMIT: an automatic one made the average commit 2.5x as costly, on the
+        # event loop. Commits stay as durable: a checkpoint only decides when the WAL file shrinks.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = _Checkpointer(self.path)
         self._objects: dict[ResourceKey, dict[ObjectKey, dict]] = {}
         self._history: deque[WatchEvent] = deque(maxlen=history_limit)
         self._listeners: list[Callable[[WatchEvent], None]] = []
@@ -99,6 +132,7 @@ class Store:
             self._oldest_rv = max(self._oldest_rv, self._history[0].rv - 1)
 
     def close(self) -> None:
+        self._checkpointer.stop()
         self._db.close()
 
     # -- reads --------------------------------------------------------------------------------
