@@ -41,8 +41,8 @@ from labkit.agent import transparent
 from labkit.agent.control import serve_control
 from labkit.agent.incremental import DesiredCache
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
-from labkit.agent.model import Table
-from labkit.agent.state import load_table, restore_ops, save_table
+from labkit.agent.model import Table, VSKey
+from labkit.agent.state import TableSaver, load_table, restore_ops
 from labkit.agent.sync import Syncer
 from labkit.agent.userspace import UserspaceDataPlane
 
@@ -105,6 +105,8 @@ class Agent:
         self._last_full = 0.0
         self._save_handle: asyncio.TimerHandle | None = None
         self._last_save_seconds = 0.0
+        self._saver: TableSaver | None = None
+        self._changed: set[VSKey] | None = None  # virtual servers changed since the last save (None: any)
         self.services: Any = None
         self.slices: Any = None
         self.last_sync: dict[str, float] = {}  # when the last sync ran and how long it took (bench, logs)
@@ -135,7 +137,7 @@ class Agent:
         if self.syncer.failures != failed_before:
             self._full_needed = True  # a partial sync trusts the table; after a failure, check all of it
         if ops:
-            self.save_state()
+            self.save_state(None if full else {op.vs.key for op in ops})
             log.info("sync (%s): %d operations in %.1f ms: %s", "full" if full else "partial", len(ops),
                      (time.perf_counter() - start) * 1e3, "; ".join(map(str, ops[:20])))
         self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": len(ops),
@@ -147,12 +149,17 @@ class Agent:
     # 2,000 services (tens of ms per save) is saved every second or so instead of every 0.1 s.
     SAVE_COST_RATIO = 20
 
-    def save_state(self, delay: float = 0.1) -> None:
+    def save_state(self, changed: set[VSKey] | None = None, delay: float = 0.1) -> None:
         """Save the table soon, once for a burst of syncs: writing 1,000 services takes milliseconds that
         the next change should not wait for. What a SIGKILL loses in between, the restarted agent's first
-        (full) sync puts right: the saved table only spares the data plane a gap while the agent restarts."""
+        (full) sync puts right: the saved table only spares the data plane a gap while the agent restarts.
+        `changed`: the virtual servers the change touched (None: any)."""
         if not self.state_file:
             return
+        if changed is None or self._changed is None:
+            self._changed = None
+        else:
+            self._changed |= changed
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -171,11 +178,16 @@ class Agent:
     def _save_now(self) -> None:
         self._save_handle = None
         snapshot = getattr(self.backend, "config_table", None) or self.backend.list
+        changed, self._changed = self._changed, set()
         start = time.perf_counter()
         try:
-            save_table(self.state_file, snapshot())  # type: ignore[arg-type]
+            if self._saver is None:
+                self._saver = TableSaver(self.state_file)  # type: ignore[arg-type]
+                changed = None
+            self._saver.save(snapshot(), changed)
         except OSError:
             log.exception("cannot save the table to %s", self.state_file)
+            self._saver, self._changed = None, None  # write all of it next time
         self._last_save_seconds = time.perf_counter() - start
 
     async def run(self, sync_period: float = 30.0, min_sync_period: float = 0.0,
@@ -212,8 +224,9 @@ class Agent:
         while True:
             await asyncio.sleep(period)
             try:
-                if self.syncer.process_graceful():
-                    self.save_state()
+                ops = self.syncer.process_graceful()
+                if ops:
+                    self.save_state({op.vs.key for op in ops})
             except Exception:
                 log.exception("graceful termination check failed")
 

@@ -284,14 +284,20 @@ def cpu_millis(quantity: Any) -> int:
     return -(-numerator * scale // 10 ** len(frac))  # ceiling division
 
 
+# kind's control plane runs as pods too, and kube-apiserver's 250m request is the largest of them: labkit's own
+# processes (API server, controllers, node and IPVS agents) stand at that weight, at nice 0.
+CONTROL_PLANE_MILLICPU = 250
+
+
 def cpu_nice(pod: dict[str, Any]) -> int:
     """The nice value labkit gives a pod's processes, standing in for kubelet's pod cgroup `cpu.shares`.
 
     kubelet gives a pod the sum of its containers' CPU requests as shares (1,024 per CPU, requests defaulting to
     limits), and the minimum, 2, to a pod that requests none (BestEffort, or a Burstable pod without a CPU
-    request). A process at nice n weighs about 1024 / 1.25**n against labkit's own processes at nice 0, so a pod
-    requesting 1 CPU competes at nice 0, CoreDNS's 100m at nice 10, and a pod requesting nothing at nice 19:
-    under contention, as on a real node, the control plane goes first.
+    request). A process at nice n weighs about 1.25**-n as much as one at nice 0, where labkit's own processes
+    run with the weight of kube-apiserver's request (CONTROL_PLANE_MILLICPU). So CoreDNS's 100m runs at nice 4,
+    a pod requesting nothing at nice 19, and a pod requesting 250m or more at nice 0: under contention, as on a
+    kind node, the control plane and the cluster DNS go before the learners' pods.
     """
     millis = 0
     for c in (pod.get("spec") or {}).get("containers") or []:
@@ -300,7 +306,8 @@ def cpu_nice(pod: dict[str, Any]) -> int:
         if cpu is not None:
             millis += cpu_millis(cpu)
     shares = max(2, millis * 1024 // 1000)
-    return max(0, min(19, round(math.log(1024 / shares, 1.25))))
+    reference = CONTROL_PLANE_MILLICPU * 1024 // 1000
+    return max(0, min(19, round(math.log(reference / shares, 1.25))))
 
 
 def pod_phase(restart_policy: str, statuses: list[dict[str, Any]]) -> str:

@@ -3,6 +3,7 @@ between a partial and a full sync. The reference is always the full `compute_des
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -180,3 +181,28 @@ def test_agent_runs_full_sync_first_then_partial_then_full_when_due_or_after_a_f
     agent.full_period = 0.0
     agent.sync()
     assert agent.last_sync["full"]
+
+
+async def test_agent_saves_a_burst_once_at_a_pace_bounded_by_the_saves_cost_and_flushes_on_stop(tmp_path) -> None:
+    from labkit.agent.state import load_table
+
+    state_file = tmp_path / "ipvs-table.json"
+    services = [svc("a", "10.96.1.1")]
+    agent = Agent(None, NODE, MemBackend(), node_ips=NODE_IPS, state_file=str(state_file))
+    agent.services, agent.slices = FakeInformer(services), FakeInformer([])
+    agent.sync()                                   # the first save comes 0.1 s after the first change
+    assert agent._save_handle is not None and not state_file.exists()
+    agent.flush_state()                            # a clean stop saves what is pending at once
+    assert set(load_table(state_file)) == {("TCP", "10.96.1.1", 80)}
+    # a save that took 50 ms: the next one waits 20 times as long, however many syncs come meanwhile
+    agent._last_save_seconds = 0.05
+    loop = asyncio.get_running_loop()
+    for i in range(2, 5):
+        services.append(svc(f"s{i}", f"10.96.1.{i}"))
+        agent.cache.service_event("ADDED", services[-1])
+        agent.sync()
+    handle = agent._save_handle
+    assert handle is not None and handle.when() - loop.time() > 0.9
+    assert set(load_table(state_file)) == {("TCP", "10.96.1.1", 80)}   # not saved yet
+    agent.flush_state()
+    assert len(load_table(state_file)) == 4 and agent._save_handle is None

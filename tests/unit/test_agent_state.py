@@ -8,7 +8,7 @@ import pytest
 
 from labkit.agent.cli import ipvs_main
 from labkit.agent.model import FLAG_PERSISTENT, RealServer, VirtualServer
-from labkit.agent.state import load_table, restore_ops, save_table
+from labkit.agent.state import TableSaver, load_table, restore_ops, save_table
 from labkit.agent.userspace import UserspaceDataPlane
 
 
@@ -30,6 +30,29 @@ def test_saved_table_round_trips(tmp_path: Path) -> None:
         assert [(d.address, d.port, d.weight, d.forward) for d in got[key].destinations] == [
             (d.address, d.port, d.weight, d.forward) for d in vs.destinations]
     assert not path.with_name(path.name + ".tmp").exists()
+
+
+def _shape(table: dict) -> dict:
+    return {key: (vs.scheduler, vs.flags, [(d.address, d.port, d.weight) for d in vs.destinations])
+            for key, vs in table.items()}
+
+
+def test_saver_re_encodes_only_what_changed_and_the_file_stays_whole(tmp_path: Path) -> None:
+    path = tmp_path / "ipvs-table.json"
+    table = _table()
+    saver = TableSaver(path)
+    saver.save(table)
+    web = ("TCP", "10.96.0.20", 80)
+    table[web].destinations.insert(0, RealServer("10.244.0.4", 80))        # one more endpoint
+    extra = VirtualServer("TCP", "10.96.0.30", 443, "rr")                  # a new Service
+    table[extra.key] = extra
+    del table[("UDP", "10.96.0.10", 53)]                                   # one gone
+    saver.save(table, {web, extra.key, ("UDP", "10.96.0.10", 53)})
+    assert _shape(load_table(path)) == _shape(table)
+    # a virtual server left out of `changed` keeps what was saved for it last
+    table[extra.key].scheduler = "lc"
+    saver.save(table, set())
+    assert load_table(path)[extra.key].scheduler == "rr"
 
 
 def test_missing_or_broken_file_is_an_empty_table(tmp_path: Path) -> None:

@@ -244,8 +244,9 @@ def _pod_requesting(*cpus: str | None, limit: str | None = None) -> dict:
 def test_cpu_weight_follows_kubelets_shares_from_requests() -> None:
     assert s.cpu_nice(_pod_requesting()) == 19                # BestEffort: 2 shares
     assert s.cpu_nice(_pod_requesting(None)) == 19
-    assert s.cpu_nice(_pod_requesting("100m")) == 10          # CoreDNS: 102 shares ≈ 1024 / 1.25**10
-    assert s.cpu_nice(_pod_requesting("250m")) == 6
-    assert s.cpu_nice(_pod_requesting("500m", "500m")) == 0   # the containers' requests add up
-    assert s.cpu_nice(_pod_requesting(limit="1")) == 0        # a request defaults to the limit
+    assert s.cpu_nice(_pod_requesting("100m")) == 4           # CoreDNS: 102 shares against the API server's 256
+    assert s.cpu_nice(_pod_requesting("50m")) == 7
+    assert s.cpu_nice(_pod_requesting("250m")) == 0           # kube-apiserver's request: labkit's own weight
+    assert s.cpu_nice(_pod_requesting("100m", "100m")) == 1   # the containers' requests add up
+    assert s.cpu_nice(_pod_requesting(limit="100m")) == 4     # a request defaults to the limit
     assert s.cpu_nice(_pod_requesting("4")) == 0              # never below labkit's own processes
