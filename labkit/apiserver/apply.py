@@ -560,7 +560,28 @@ def compare(old: Any, new: Any, schema: Field, path: Path = ()) -> tuple[set[Pat
     modified: set[Path] = set()
     removed: set[Path] = set()
 
+    def walk_added(n: Any, s: Field, p: Path) -> None:
+        # walk(_MISSING, n, s, p) without the comparisons: a whole new subtree (all of an object being created).
+        if not s.atomic and n:
+            if isinstance(n, dict):
+                for name, value in n.items():
+                    walk_added(value, s.child(name), (*p, ("f", name)))
+                if p:
+                    added.add(p)
+                return
+            if isinstance(n, list) and _is_keyed_list(s):
+                element = s.element() if s.list_type == "map" else DEFAULT
+                for pe, value in dict(_keyed(n, s, p)).items():  # a repeated key: the last one, as walk() does
+                    walk_added(value, element, (*p, pe))
+                if p:
+                    added.add(p)
+                return
+        added.add(p)
+
     def walk(o: Any, n: Any, s: Field, p: Path) -> None:
+        if o is _MISSING and n is not _MISSING:
+            walk_added(n, s, p)
+            return
         if o is not _MISSING and n is not _MISSING and o == n:
             return
         shape = _shape(o, n, s)
