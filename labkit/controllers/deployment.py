@@ -14,7 +14,6 @@ The progress deadline (ProgressDeadlineExceeded) is not evaluated.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from .util import (
     controller_ref,
     fmt_time,
     int_or_percent,
+    json_copy,
     meta,
     name_of,
     ns_of,
@@ -76,7 +76,7 @@ def max_unavailable(d: dict) -> int:
 
 
 def new_rs_template(d: dict, h: str) -> dict:
-    t = copy.deepcopy((d.get("spec") or {}).get("template") or {})
+    t = json_copy((d.get("spec") or {}).get("template") or {})
     t.setdefault("metadata", {}).setdefault("labels", {})[POD_TEMPLATE_HASH] = h
     return t
 
@@ -144,7 +144,7 @@ def calculate_status(d: dict, all_rss: list[dict], new_rs: dict | None, old_stat
             st[k] = v
     if old_status.get("collisionCount"):
         st["collisionCount"] = old_status["collisionCount"]
-    st["conditions"] = copy.deepcopy(old_status.get("conditions") or [])
+    st["conditions"] = json_copy(old_status.get("conditions") or [])
     if vals["availableReplicas"] >= n - max_unavailable(d):
         set_condition(st, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
     else:
@@ -206,7 +206,7 @@ class DeploymentController:
         d = self.mgr.informer("deployments").get(ns, name)
         if d is None or meta(d).get("deletionTimestamp"):
             return
-        d = copy.deepcopy(d)
+        d = json_copy(d)
         d.setdefault("apiVersion", "apps/v1")
         d.setdefault("kind", "Deployment")
         rss = self.owned_rss(d)
@@ -248,7 +248,7 @@ class DeploymentController:
         rsname = f"{name_of(d)}-{h}"
         surge, _ = resolve_fenceposts(d)
         revision = max([revision_of(rs) for rs in old_rss] + [0]) + 1
-        selector = copy.deepcopy((d.get("spec") or {}).get("selector") or {})
+        selector = json_copy((d.get("spec") or {}).get("selector") or {})
         selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH] = h
         replicas = new_rs_new_replicas(d, rss, None)
         rs = {
@@ -276,9 +276,9 @@ class DeploymentController:
             if (controller_ref(existing) or {}).get("uid") == meta(d).get("uid"):
                 return existing  # ours, the informer had not seen it yet
             # a hash collision with someone else's set: bump collisionCount and retry (upstream)
-            st = copy.deepcopy(d.get("status") or {})
+            st = json_copy(d.get("status") or {})
             st["collisionCount"] = int(st.get("collisionCount") or 0) + 1
-            new = copy.deepcopy(d)
+            new = json_copy(d)
             new["status"] = st
             await self.mgr.client.replace(new, subresource="status")
             return None
@@ -302,7 +302,7 @@ class DeploymentController:
         want[MAX_REPLICAS] = str(replicas_of(d) + surge)
         if want == ann:
             return rs
-        new = copy.deepcopy(rs)
+        new = json_copy(rs)
         new["metadata"]["annotations"] = want
         return await self.mgr.client.replace(new)
 
@@ -311,7 +311,7 @@ class DeploymentController:
         if frm == to:
             return rs
         surge, _ = resolve_fenceposts(d)
-        new = copy.deepcopy(rs)
+        new = json_copy(rs)
         new["spec"]["replicas"] = to
         ann = new["metadata"].setdefault("annotations", {})
         ann[DESIRED] = str(replicas_of(d))
@@ -389,7 +389,7 @@ class DeploymentController:
                 return
         if _strip_times(st) == _strip_times(cur.get("status") or {}):
             return
-        new = copy.deepcopy(cur)
+        new = json_copy(cur)
         new["status"] = st
         new["metadata"].pop("resourceVersion", None)
         try:
@@ -399,7 +399,7 @@ class DeploymentController:
 
 
 def _strip_times(st: dict) -> str:
-    s = copy.deepcopy(st)
+    s = json_copy(st)
     for c in s.get("conditions") or []:
         c.pop("lastUpdateTime", None)
         c.pop("lastTransitionTime", None)

@@ -9,7 +9,6 @@ slice or a lost update.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from labkit import errors
 
 from . import endpoints as ep
 from . import endpointslice as es
-from .util import meta, name_of, ns_of, rv_int
+from .util import json_copy, meta, name_of, ns_of, rv_int
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -246,7 +245,7 @@ class MirroringController:
         # Copy only what will be mirrored: most Endpoints belong to Services with selectors (not mirrored), and
         # a deep copy per sync of every Service was a visible share of the controller manager's CPU.
         if endpoints is not None and es.should_mirror(endpoints, svc):
-            endpoints = copy.deepcopy(endpoints)
+            endpoints = json_copy(endpoints)
         plan = es.plan_mirror(endpoints, svc, existing)
         if not plan.empty():
             await self.writer.apply(ns, name, plan)

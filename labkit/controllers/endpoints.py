@@ -12,13 +12,13 @@ for headless Services. Services without a selector are left alone (their Endpoin
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from .util import (
     canonical,
     find_port,
     is_pod_ready,
+    json_copy,
     map_selector_matches,
     meta,
     name_of,
@@ -146,7 +146,7 @@ def desired_subsets(svc: dict, pods: list[dict]) -> list[dict]:
             port = find_port(pod, sp)
             if port is None:
                 continue
-            subsets.append({field: [copy.deepcopy(addr)], "ports": [endpoint_port(sp, port)]})
+            subsets.append({field: [json_copy(addr)], "ports": [endpoint_port(sp, port)]})
     return repack_subsets(subsets)
 
 
@@ -213,7 +213,7 @@ def plan_endpoints(svc: dict, pods: list[dict], current: dict | None) -> dict | 
         same = canonical(current.get("subsets") or []) == canonical(subsets)
         if same and over == (n > MAX_CAPACITY) and (meta(current).get("labels") or {}) == labels:
             return None
-        new = copy.deepcopy(current)
+        new = json_copy(current)
     else:
         new = {"apiVersion": "v1", "kind": "Endpoints",
                "metadata": {"name": name_of(svc), "namespace": ns_of(svc)}}

@@ -23,7 +23,6 @@ managed-by `endpointslicemirroring-controller.k8s.io`, the Endpoints' labels and
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from .util import (
     find_port,
     is_pod_ready,
     is_terminating,
+    json_copy,
     meta,
     name_of,
     ns_of,
@@ -164,7 +164,7 @@ def mirror_groups(endpoints: dict) -> dict[str, Group]:
                 if a.get("hostname"):
                     ep["hostname"] = a["hostname"]
                 if a.get("targetRef"):
-                    ep["targetRef"] = copy.deepcopy(a["targetRef"])
+                    ep["targetRef"] = json_copy(a["targetRef"])
                 if a.get("nodeName"):
                     ep["nodeName"] = a["nodeName"]
                 n += 1
@@ -208,7 +208,7 @@ def should_mirror(endpoints: dict, svc: dict | None) -> bool:
 
 def new_slice(namespace: str, name: str, smeta: dict, ports: list[dict] | None, endpoints: list[dict]) -> dict:
     md: dict[str, Any] = {"generateName": f"{name}-", "namespace": namespace}
-    md.update(copy.deepcopy(smeta))
+    md.update(json_copy(smeta))
     if "annotations" in md and not md["annotations"]:
         del md["annotations"]
     return {
@@ -217,7 +217,7 @@ def new_slice(namespace: str, name: str, smeta: dict, ports: list[dict] | None, 
         "metadata": md,
         "addressType": "IPv4",
         "endpoints": endpoints or None,
-        "ports": copy.deepcopy(ports) if ports else None,
+        "ports": json_copy(ports) if ports else None,
     }
 
 
@@ -235,7 +235,7 @@ def _meta_differs(sl: dict, smeta: dict) -> bool:
 def _apply_meta(sl: dict, smeta: dict, trigger: str) -> None:
     md = sl.setdefault("metadata", {})
     md["labels"] = dict(smeta.get("labels") or {})
-    md["ownerReferences"] = copy.deepcopy(smeta.get("ownerReferences") or [])
+    md["ownerReferences"] = json_copy(smeta.get("ownerReferences") or [])
     ann = dict(smeta.get("annotations") if "annotations" in smeta else (md.get("annotations") or {}))
     if trigger:
         ann[TRIGGER_TIME] = trigger
@@ -279,9 +279,9 @@ def plan_slices(namespace: str, name: str, groups: dict[str, Group], existing: l
                 continue
             changed = canonical(new) != canonical(old) or _meta_differs(sl, smeta)
             if changed:
-                upd = copy.deepcopy(sl)
+                upd = json_copy(sl)
                 upd["endpoints"] = new
-                upd["ports"] = copy.deepcopy(g.ports) if g.ports else None
+                upd["ports"] = json_copy(g.ports) if g.ports else None
                 upd.setdefault("addressType", "IPv4")
                 _apply_meta(upd, smeta, trigger)
                 plan.update.append(upd)
@@ -301,7 +301,7 @@ def plan_slices(namespace: str, name: str, groups: dict[str, Group], existing: l
             keep = sorted(reusable, key=name_of)[0]
             plan.delete = [n for n in plan.delete if n != name_of(keep)]
             if _meta_differs(keep, smeta):
-                upd = copy.deepcopy(keep)
+                upd = json_copy(keep)
                 _apply_meta(upd, smeta, trigger)
                 plan.update.append(upd)
         else:

@@ -16,13 +16,12 @@ through the `finalize` subresource and the API server removes the Namespace.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import TYPE_CHECKING
 
 from labkit import errors, kinds
 
-from .util import meta, name_of, ns_of
+from .util import json_copy, meta, name_of, ns_of
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -186,7 +185,7 @@ class GarbageCollector:
             fins = meta(cur).get("finalizers") or []
             if finalizer not in fins:
                 return
-            new = copy.deepcopy(cur)
+            new = json_copy(cur)
             new["metadata"]["finalizers"] = [f for f in fins if f != finalizer]
             try:
                 await self.mgr.client.replace(new)
@@ -245,7 +244,7 @@ class NamespaceController:
             return
         fins = list((ns.get("spec") or {}).get("finalizers") or [])
         if "kubernetes" in fins:
-            new = copy.deepcopy(ns)
+            new = json_copy(ns)
             new.setdefault("spec", {})["finalizers"] = [f for f in fins if f != "kubernetes"]
             try:
                 await self.mgr.client.replace(new, subresource="finalize")

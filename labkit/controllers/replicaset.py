@@ -12,7 +12,6 @@ Events: `SuccessfulCreate` "Created pod: <name>" and `SuccessfulDelete` "Deleted
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from .util import (
     is_pod_active,
     is_pod_available,
     is_pod_ready,
+    json_copy,
     meta,
     name_of,
     ns_of,
@@ -123,7 +123,7 @@ def slow_start_batches(count: int, initial: int = 1) -> list[int]:
 
 def pod_from_template(rs: dict) -> dict:
     """The Pod a ReplicaSet creates (controller.GetPodFromTemplate)."""
-    tmpl = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+    tmpl = json_copy((rs.get("spec") or {}).get("template") or {})
     tmeta = tmpl.get("metadata") or {}
     md: dict[str, Any] = {"generateName": f"{name_of(rs)}-", "namespace": ns_of(rs)}
     if tmeta.get("labels"):
@@ -204,7 +204,7 @@ class ReplicaSetController:
         st = rs_status(rs, pods)
         if st != {k: v for k, v in (rs.get("status") or {}).items()}:
             try:
-                new = copy.deepcopy(rs)
+                new = json_copy(rs)
                 new["status"] = st
                 await self.mgr.client.replace(new, subresource="status")
             except errors.NotFound:

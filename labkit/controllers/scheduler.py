@@ -8,13 +8,12 @@ Pods wait, unscheduled, while no node is Ready; a node turning Ready requeues th
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import TYPE_CHECKING
 
 from labkit import errors
 
-from .util import fmt_time, meta, name_of, ns_of
+from .util import fmt_time, json_copy, meta, name_of, ns_of
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -77,7 +76,7 @@ class Scheduler:
             return
         except (errors.Conflict, errors.Invalid):
             return  # bound meanwhile
-        conds = [c for c in copy.deepcopy((pod.get("status") or {}).get("conditions") or [])
+        conds = [c for c in json_copy((pod.get("status") or {}).get("conditions") or [])
                  if c.get("type") != "PodScheduled"]
         conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                       "lastTransitionTime": fmt_time()})

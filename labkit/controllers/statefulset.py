@@ -12,7 +12,6 @@ StatefulSet web successful", `SuccessfulDelete` "delete Pod web-1 in StatefulSet
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .util import (
     is_pod_available,
     is_pod_ready,
     is_terminating,
+    json_copy,
     meta,
     name_of,
     ns_of,
@@ -130,7 +130,7 @@ def plan(sts: dict, pods: list[dict]) -> list[Action]:
 
 def new_pod(sts: dict, ordinal: int) -> dict:
     spec = sts.get("spec") or {}
-    tmpl = copy.deepcopy(spec.get("template") or {})
+    tmpl = json_copy(spec.get("template") or {})
     tmeta = tmpl.get("metadata") or {}
     pname = f"{name_of(sts)}-{ordinal}"
     labels = dict(tmeta.get("labels") or {})
@@ -230,7 +230,7 @@ class StatefulSetController:
                                     f"delete Pod {act.name} in StatefulSet {name} successful")
         st = sts_status(sts, pods)
         if st != (sts.get("status") or {}):
-            new = copy.deepcopy(sts)
+            new = json_copy(sts)
             new["status"] = st
             new["metadata"].pop("resourceVersion", None)
             try:

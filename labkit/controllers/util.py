@@ -20,6 +20,15 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 
 
 # ----------------------------------------------------------------------------- time
+def json_copy(obj: Any) -> Any:
+    """A deep copy of JSON data (what informers hold): an orjson round trip is several times faster than
+    copy.deepcopy, which was a visible share of the controllers' CPU per synced Service."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except (TypeError, orjson.JSONEncodeError):  # not plain JSON (or an integer beyond 64 bits)
+        return copy.deepcopy(obj)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,7 +89,7 @@ def compute_hash(template: dict, collision_count: int | None = None) -> str:
 
 def template_without_hash(template: dict) -> dict:
     """A deep copy of a pod template with the pod-template-hash label removed (EqualIgnoreHash)."""
-    t = copy.deepcopy(template or {})
+    t = json_copy(template or {})
     labels = (t.get("metadata") or {}).get("labels")
     if labels and POD_TEMPLATE_HASH in labels:
         del labels[POD_TEMPLATE_HASH]
