@@ -79,11 +79,8 @@ class EndpointsController:
             self.queue.add(key)
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
-        names = self.mgr.services_selecting(pod)
-        if old is not None and (meta(old).get("labels") != meta(pod).get("labels")):
-            names |= self.mgr.services_selecting(old)
-        for n in names:
-            self.queue.add((ns_of(pod), n))
+        for key in self.mgr.services_of_pod_change(pod, old):
+            self.queue.add(key)
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -194,11 +191,8 @@ class EndpointSliceController:
         mgr.informer("endpointslices").add_handler(self._on_slice)
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
-        names = self.mgr.services_selecting(pod)
-        if old is not None and (meta(old).get("labels") != meta(pod).get("labels")):
-            names |= self.mgr.services_selecting(old)
-        for n in names:
-            self.queue.add((ns_of(pod), n))
+        for key in self.mgr.services_of_pod_change(pod, old):
+            self.queue.add(key)
 
     def _on_slice(self, etype: str, sl: dict, old: dict | None) -> None:
         key = self.writer.service_to_sync(etype, sl)

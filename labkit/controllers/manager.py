@@ -134,6 +134,14 @@ class Manager:
                     out.add(name)
         return out
 
+    def services_of_pod_change(self, pod: dict, old: dict | None) -> list[tuple[str, str]]:
+        """The (namespace, name) of every Service a pod event concerns: those selecting it now, and those that
+        selected it before a change of its labels."""
+        names = self.services_selecting(pod)
+        if old is not None and meta(old).get("labels") != meta(pod).get("labels"):
+            names |= self.services_selecting(old)
+        return [(ns_of(pod), n) for n in names]
+
     def _index_slice(self, etype: str, sl: dict, old: dict | None) -> None:
         svc = (meta(sl).get("labels") or {}).get("kubernetes.io/service-name")
         if old is not None:
