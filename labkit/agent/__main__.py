@@ -145,8 +145,8 @@ class Agent:
         if not self.first_sync:
             self.first_sync = self.last_sync
 
-    # Saving never takes more than about 1/SAVE_COST_RATIO of the agent's time: a burst of syncs over a table of
-    # 2,000 services (tens of ms per save) is saved every second or so instead of every 0.1 s.
+    # Saving never takes more than about 1/SAVE_COST_RATIO of the agent's time: a save re-encodes only what changed
+    # but still writes the whole file, so under a burst over thousands of services saves are spaced out further.
     SAVE_COST_RATIO = 20
 
     def save_state(self, changed: set[VSKey] | None = None, delay: float = 0.1) -> None:
@@ -185,9 +185,9 @@ class Agent:
                 self._saver = TableSaver(self.state_file)  # type: ignore[arg-type]
                 changed = None
             self._saver.save(snapshot(), changed)
-        except OSError:
+        except Exception:  # never lose track of what is unsaved: write all of it next time
             log.exception("cannot save the table to %s", self.state_file)
-            self._saver, self._changed = None, None  # write all of it next time
+            self._saver, self._changed = None, None
         self._last_save_seconds = time.perf_counter() - start
 
     async def run(self, sync_period: float = 30.0, min_sync_period: float = 0.0,
