@@ -9,6 +9,10 @@ fragment of each dirty Service with `compute_desired` and reports which virtual-
 (old fragment ∪ new fragment), and the syncer diffs and applies only those. `rebuild()` recomputes everything
 from the informers' caches: the first sync and the periodic full resync, the safety net for anything an
 incremental update could have missed (two Services claiming the same VIP:port, node address changes).
+
+The cache keeps each Service's proxy-mode-neutral `ServicePort`s (`ports`) and, in IPVS mode (`ipvs=True`), their
+rendering as virtual servers; the nftables backend renders `ports` itself. `changed` collects the Services
+recomputed since the caller last took it, for a backend that works per Service (nftables).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from labkit.agent.desired import SERVICE_NAME_LABEL, DesiredState, compute_desired
+from labkit.agent.desired import SERVICE_NAME_LABEL, DesiredState, ServicePort, render_ipvs, service_ports
 from labkit.agent.model import Table, VSKey
 
 ServiceKey = tuple[str, str]  # (namespace, name)
@@ -47,8 +51,13 @@ def _slice_id(sl: dict[str, Any]) -> str:
 class DesiredCache:
     """Services and EndpointSlices indexed by Service, their desired fragments, and the merged table."""
 
-    def __init__(self, node_name: str, scheduler: str = "rr", family: int = 4) -> None:
-        self.node_name, self.scheduler, self.family = node_name, scheduler, family
+    def __init__(self, node_name: str, scheduler: str = "rr", family: int = 4, ipvs: bool = True) -> None:
+        self.node_name, self.scheduler, self.family, self.ipvs = node_name, scheduler, family, ipvs
+        self.ports: dict[ServiceKey, list[ServicePort]] = {}
+        self.changed: set[ServiceKey] = set()
+        # virtual servers masqueraded whatever the source, kept like `binds` (how many fragments want each)
+        self.masq_counts: dict[VSKey, int] = {}
+        self.masquerade: set[VSKey] = set()
         self.services: dict[ServiceKey, dict[str, Any]] = {}
         self.slices: dict[ServiceKey, dict[str, dict[str, Any]]] = {}
         self.fragments: dict[ServiceKey, DesiredState] = {}
@@ -103,8 +112,9 @@ class DesiredCache:
             owner = slice_owner(sl)
             if owner is not None:
                 self.slices.setdefault(owner, {})[_slice_id(sl)] = sl
-        self.fragments, self.table, self.owner = {}, {}, {}
+        self.fragments, self.table, self.owner, self.ports = {}, {}, {}, {}
         self.bind_counts, self.binds = {}, set()
+        self.masq_counts, self.masquerade = {}, set()
         self.dirty = set()
         for key in self.services:
             self._recompute(key)
@@ -120,6 +130,8 @@ class DesiredCache:
 
     def _recompute(self, key: ServiceKey) -> set[VSKey]:
         touched: set[VSKey] = set()
+        self.changed.add(key)
+        self.ports.pop(key, None)
         old = self.fragments.pop(key, None)
         if old is not None:
             for k in old.table:
@@ -127,27 +139,47 @@ class DesiredCache:
                 if self.owner.get(k) == key:
                     del self.owner[k]
                     del self.table[k]
-            for addr in old.bind_addresses:
-                left = self.bind_counts[addr] - 1
-                if left:
-                    self.bind_counts[addr] = left
-                else:
-                    del self.bind_counts[addr]
-                    self.binds.discard(addr)
+            _uncount(self.bind_counts, self.binds, old.bind_addresses)
+            _uncount(self.masq_counts, self.masquerade, old.masquerade)
         svc = self.services.get(key)
-        if svc is not None:
-            new = compute_desired([svc], (self.slices.get(key) or {}).values(), self.node_name, self.node_ips,
-                                  self.scheduler, self.family)
-            self.fragments[key] = new
-            for k, vs in new.table.items():
-                touched.add(k)
-                self.table[k] = vs
-                self.owner[k] = key
-            for addr in new.bind_addresses:
-                self.bind_counts[addr] = self.bind_counts.get(addr, 0) + 1
-                self.binds.add(addr)
+        if svc is None:
+            return touched
+        ports = service_ports(svc, (self.slices.get(key) or {}).values(), self.node_name, self.family)
+        if ports:
+            self.ports[key] = ports
+        if not self.ipvs:
+            return touched
+        new = render_ipvs(ports, self.node_ips, self.scheduler, self.family)
+        self.fragments[key] = new
+        for k, vs in new.table.items():
+            touched.add(k)
+            self.table[k] = vs
+            self.owner[k] = key
+        _count(self.bind_counts, self.binds, new.bind_addresses)
+        _count(self.masq_counts, self.masquerade, new.masquerade)
         return touched
+
+    def take_changed(self) -> set[ServiceKey]:
+        """The Services recomputed since the last call."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     def state(self) -> DesiredState:
         """The merged desired state (table and addresses are shared, not copied: read them, do not change them)."""
-        return DesiredState(self.table, self.binds)
+        return DesiredState(self.table, self.binds, self.masquerade)
+
+
+def _count(counts: dict[Any, int], present: set[Any], items: Iterable[Any]) -> None:
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+        present.add(item)
+
+
+def _uncount(counts: dict[Any, int], present: set[Any], items: Iterable[Any]) -> None:
+    for item in items:
+        left = counts[item] - 1
+        if left:
+            counts[item] = left
+        else:
+            del counts[item]
+            present.discard(item)

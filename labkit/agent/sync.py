@@ -134,6 +134,9 @@ class Syncer:
                 self.terminating = {k: t for k, t in self.terminating.items() if k[0] != op.vs.key}
             applied.append(self._apply(op))
         self._sync_bindings(desired.bind_addresses)
+        set_masquerade = getattr(self.backend, "set_masquerade", None)
+        if set_masquerade is not None:
+            set_masquerade(desired.masquerade)
         return applied
 
     def _list_keys(self, keys: set[VSKey]) -> Table:

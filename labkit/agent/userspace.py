@@ -41,6 +41,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ class _Conn:
         """Reset both sides (expire_nodest_conn / service deleted)."""
         for side in (self.client, self.client.peer):
             if side is not None and side.transport is not None:
-                side.transport.abort()
+                _reset(side.transport)
 
 
 class _Side(asyncio.Protocol):
@@ -234,7 +235,7 @@ class UdpFlow:
         self.plane, self.rt, self.client, self.dest, self.template = plane, rt, client, dest, tpl
         self.last = time.monotonic()
         fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
-        if plane.preserve_source(client[0], dest.address):
+        if plane.preserve_source(client[0], dest.address, rt.vs.key):
             self.sock = transparent_socket(plane.sockets.socket, fam, socket.SOCK_DGRAM, (client[0], client[1]))
         else:
             self.sock = plane.sockets.socket(fam, socket.SOCK_DGRAM)
@@ -305,6 +306,7 @@ class UserspaceDataPlane:
         self.timeouts = dict(DEFAULT_TIMEOUTS, **(timeouts or {}))
         self.freebind = freebind
         self.services: dict[VSKey, ServiceRuntime] = {}
+        self.masquerade: set[VSKey] = set()  # virtual servers whose traffic is masqueraded whatever its source
         self._bound: set[str] = set()
         self._bound_unknown = True
         self._pending: set[asyncio.Future[Any]] = set()
@@ -402,6 +404,7 @@ class UserspaceDataPlane:
                 for c in list(rt.conns.pop(cur.key, ())):  # expire_nodest_conn
                     self._kill(c)
             rt.scheduler.update(rt.vs.destinations)
+            self._update_listener(rt)
 
     def bound_addresses(self) -> set[str]:
         # Only this agent changes kube-ipvs0, so the device is read once (adopting what a previous agent bound)
@@ -459,9 +462,17 @@ class UserspaceDataPlane:
     def timeouts_line(self) -> str:
         return "Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n".format(**self.timeouts)
 
-    def preserve_source(self, client_ip: str, dest_ip: str) -> bool:
-        """Whether the connection to `dest_ip` is made from the client's own address (see transparent.py)."""
-        return self.source_policy is not None and self.source_policy.preserve(client_ip, dest_ip)
+    def set_masquerade(self, keys: set[VSKey]) -> None:
+        """The virtual servers kube-proxy masquerades whatever the client (NodePorts, external and load-balancer
+        IPs with externalTrafficPolicy Cluster: desired.DesiredState.masquerade). Kept by reference: the agent's
+        desired state updates it in place."""
+        self.masquerade = keys
+
+    def preserve_source(self, client_ip: str, dest_ip: str, vs: VSKey | None = None) -> bool:
+        """Whether the connection to `dest_ip` through virtual server `vs` is made from the client's own address
+        (see transparent.py)."""
+        return (self.source_policy is not None and vs not in self.masquerade
+                and self.source_policy.preserve(client_ip, dest_ip))
 
     # ---- services --------------------------------------------------------------------------------------------
 
@@ -472,41 +483,73 @@ class UserspaceDataPlane:
             raise LookupError(f"no virtual server {key}") from None
 
     def _add_vs(self, vs: VirtualServer) -> None:
-        sched = make_scheduler(vs.scheduler)
-        live = vs.copy_config()
-        rt = ServiceRuntime(live, sched)
-        if vs.protocol in ("TCP", "UDP"):
-            fam = socket.AF_INET6 if live.family == 6 else socket.AF_INET
-            stype = socket.SOCK_STREAM if vs.protocol == "TCP" else socket.SOCK_DGRAM
-            sock = self.sockets.socket(fam, stype)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if self.freebind:
-                    sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
-                sock.bind((vs.address, vs.port))
-                sock.setblocking(False)
-                if vs.protocol == "TCP":
-                    sock.listen(1024)
-            except OSError:
-                sock.close()
-                raise
-            rt.listen_sock = sock
-            if vs.protocol == "TCP":
-                fut = asyncio.ensure_future(
-                    self.loop.create_server(lambda: _Side(self, rt, True), sock=sock, backlog=1024))
-                self._track(fut, rt)
-            else:
-                self.loop.add_reader(sock.fileno(), self._udp_readable, rt)
+        rt = ServiceRuntime(vs.copy_config(), make_scheduler(vs.scheduler))
         self.services[vs.key] = rt
+        self._update_listener(rt)
 
-    def _track(self, fut: asyncio.Future[Any], rt: ServiceRuntime) -> None:
+    def _update_listener(self, rt: ServiceRuntime) -> None:
+        """Listen on VIP:port exactly while the virtual server has a destination that can take a new connection
+        (weight > 0). Kernel IPVS never completes a handshake it cannot schedule: with no destination it answers
+        ICMP port unreachable (ip_vs_leave) and the client is refused at once. A listener would accept first and
+        could only reset the client afterwards, so without one the node's own stack refuses instead (a TCP reset,
+        an ICMP port unreachable for UDP), VIPs being local addresses on kube-ipvs0."""
+        usable = any(d.weight > 0 for d in rt.vs.destinations)
+        if usable and rt.listen_sock is None:
+            try:
+                self._listen(rt)
+            except OSError:
+                log.exception("cannot listen on %s %s:%s", rt.vs.protocol, rt.vs.address, rt.vs.port)
+        elif not usable and rt.listen_sock is not None:
+            self._close_listener(rt)
+
+    def _listen(self, rt: ServiceRuntime) -> None:
+        vs = rt.vs
+        if vs.protocol not in ("TCP", "UDP"):
+            return
+        fam = socket.AF_INET6 if vs.family == 6 else socket.AF_INET
+        stype = socket.SOCK_STREAM if vs.protocol == "TCP" else socket.SOCK_DGRAM
+        sock = self.sockets.socket(fam, stype)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.freebind:
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            sock.bind((vs.address, vs.port))
+            sock.setblocking(False)
+            if vs.protocol == "TCP":
+                sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        rt.listen_sock = sock
+        if vs.protocol == "TCP":
+            fut = asyncio.ensure_future(
+                self.loop.create_server(lambda: _Side(self, rt, True), sock=sock, backlog=1024))
+            self._track(fut, rt, sock)
+        else:
+            self.loop.add_reader(sock.fileno(), self._udp_readable, rt)
+
+    def _close_listener(self, rt: ServiceRuntime) -> None:
+        """Stop listening; connections and flows already made stay (they are closed with their destination)."""
+        sock, server = rt.listen_sock, rt.server
+        rt.listen_sock, rt.server = None, None
+        if sock is None:
+            return
+        if rt.vs.protocol == "UDP":
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(sock.fileno())
+        if server is not None:
+            server.close()
+        else:
+            sock.close()
+
+    def _track(self, fut: asyncio.Future[Any], rt: ServiceRuntime, sock: socket.socket) -> None:
         self._pending.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:
             self._pending.discard(f)
             if f.cancelled() or f.exception() is not None:
                 return
-            if rt.listen_sock is None:  # deleted meanwhile
+            if rt.listen_sock is not sock:  # closed (or closed and reopened) meanwhile
                 f.result().close()
             else:
                 rt.server = f.result()
@@ -515,15 +558,7 @@ class UserspaceDataPlane:
 
     def _del_vs(self, key: VSKey) -> None:
         rt = self.services.pop(key)
-        if rt.server is not None:
-            rt.server.close()
-        if rt.listen_sock is not None:
-            if rt.vs.protocol == "UDP":
-                with contextlib.suppress(Exception):
-                    self.loop.remove_reader(rt.listen_sock.fileno())
-            if rt.server is None:
-                rt.listen_sock.close()
-            rt.listen_sock = None
+        self._close_listener(rt)
         for conns in list(rt.conns.values()):
             for c in list(conns):
                 self._kill(c)
@@ -579,8 +614,8 @@ class UserspaceDataPlane:
         assert transport is not None
         peer = transport.get_extra_info("peername")
         dest, tpl = self._pick(rt, (peer[0], peer[1]))
-        if dest is None:  # no destination: the kernel drops the SYN; the closest is a reset
-            transport.abort()
+        if dest is None:  # accepted just before the last usable destination went: the closest to a refusal
+            _reset(transport)
             return
         conn = _Conn(self, rt, dest, tpl, side, (peer[0], peer[1]))
         side.conn = conn
@@ -594,7 +629,7 @@ class UserspaceDataPlane:
         backend = _Side(self, client.rt, False)
         backend.conn = conn
         try:
-            if self.preserve_source(conn.client_addr[0], dest.address):
+            if self.preserve_source(conn.client_addr[0], dest.address, conn.rt.vs.key):
                 await self._connect_transparent(backend, conn)
             elif self.netns:
                 fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
@@ -609,8 +644,11 @@ class UserspaceDataPlane:
             else:
                 await self.loop.create_connection(lambda: backend, dest.address, dest.port)
         except (OSError, asyncio.CancelledError):
+            # The destination refused (or could not be reached): with kernel IPVS the client would get the
+            # destination's own reset to its SYN. The handshake with the client is done here, so reset it now,
+            # before it sends anything or waits for an answer that will never come.
             if client.transport is not None:
-                client.transport.abort()
+                _reset(client.transport)
             return
         if client.transport is None or client.transport.is_closing():
             backend.transport.close()  # type: ignore[union-attr]
@@ -715,6 +753,16 @@ class UserspaceDataPlane:
         r = obj.rate
         r.cps, r.inpps, r.outpps, r.inbps, r.outbps = (int((c - p) / dt) for c, p in zip(cur, prev[1], strict=True))
         self._last_stats[id(obj)] = (now, cur)
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset (SO_LINGER 0), whatever was or was not read: a plain close after an accept would
+    send a FIN, and a client that sent nothing yet would read an empty reply instead of a reset."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _ignore_result(fut: asyncio.Future[Any]) -> None:

@@ -426,3 +426,67 @@ def test_backend_sees_the_client_pod_address_like_ipvs_nat(cluster: Any, web: tu
         assert body.decode().startswith("10.244.0.1:")
     finally:
         web_sockets.close()
+
+
+def connect_error(sockets: NetnsSockets, ip: str, port: int) -> str:
+    """How a connection attempt ends right away: "refused", "reset" (accepted, then reset before any answer),
+    "answered" or "empty" (accepted, then closed without a byte: what kube-proxy never does)."""
+    s = sockets.socket()
+    try:
+        s.settimeout(3)
+        try:
+            s.connect((ip, port))
+        except ConnectionRefusedError:
+            return "refused"
+        try:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
+            return "answered" if s.recv(1024) else "empty"
+        except ConnectionResetError:
+            return "reset"
+    finally:
+        s.close()
+
+
+def test_no_endpoints_and_dead_target_port_fail_at_once(cluster: Any, namespace: str) -> None:
+    """A Service with no endpoints refuses the client at once (IPVS schedules nothing, so nothing accepts); a
+    targetPort nobody listens on resets it at once (the backend's refusal, passed on)."""
+    ns = namespace
+    deploy(cluster, ns, "web")
+    cluster.kubectl("create", "service", "clusterip", "nobody", "-n", ns, "--tcp=80:80")  # selector app=nobody
+    cluster.kubectl("expose", "deploy", "web", "-n", ns, "--port=80", "--target-port=9999", "--name=deaf")
+    nobody, deaf = cluster_ip(cluster, ns, "nobody"), cluster_ip(cluster, ns, "deaf")
+    wait_rs(cluster, f"TCP  {deaf}:80 rr", set(ready_pods(cluster, ns, "app=web").values()))
+    wait_for(lambda: vs_block(labkit_ipvs(cluster), f"TCP  {nobody}:80 rr"), 20, "the empty virtual server")
+    client = client_pod(cluster, ns)
+    sockets = pod_sockets(cluster, ns, client)
+    try:
+        start = time.monotonic()
+        assert connect_error(sockets, nobody, 80) == "refused"
+        assert connect_error(sockets, deaf, 80) in ("refused", "reset")
+        assert time.monotonic() - start < 1.0
+    finally:
+        sockets.close()
+
+
+def test_nodeport_from_a_pod_is_masqueraded(cluster: Any, web: tuple[str, str]) -> None:
+    """kube-proxy masquerades NodePort traffic (externalTrafficPolicy Cluster): the backend sees the node's
+    address, where a ClusterIP connection from the same pod keeps the pod's."""
+    ns, vip = web
+    cluster.kubectl("patch", "svc", "web", "-n", ns, "-p", '{"spec":{"type":"NodePort"}}')
+    node_port = int(cluster.kubectl("get", "svc", "web", "-n", ns, "-o",
+                                    "jsonpath={.spec.ports[0].nodePort}").stdout)
+    pods = ready_pods(cluster, ns, "app=web")
+    wait_rs(cluster, f"TCP  172.18.0.2:{node_port} rr", set(pods.values()))
+    client = client_pod(cluster, ns)
+    client_ip = ready_pods(cluster, ns, "run=client")[client]
+    sockets = pod_sockets(cluster, ns, client)
+    try:
+        _, body = http_get_from(sockets, "172.18.0.2", node_port, "/clientip")
+        assert body.decode().split(":")[0] == "10.244.0.1"  # the node's address towards its pods
+        _, body = http_get_from(sockets, vip, 80, "/clientip")
+        assert body.decode().split(":")[0] == client_ip
+        cluster.kubectl("patch", "svc", "web", "-n", ns, "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+        wait_for(lambda: http_get_from(sockets, "172.18.0.2", node_port, "/clientip")[1].decode()
+                 .startswith(client_ip + ":"), 20, "the pod's own address with externalTrafficPolicy Local")
+    finally:
+        sockets.close()

@@ -80,6 +80,16 @@ def test_nodeport_etp_local():  # case 5
                          ["100.101.102.103"])
     assert rs(st, "TCP", "10.20.30.41", 80) == {"10.180.0.1:80", "10.180.1.1:80"}
     assert rs(st, "TCP", "100.101.102.103", 3001) == {"10.180.0.1:80"}
+    assert st.masquerade == set()  # KUBE-NODE-PORT-LOCAL-TCP: RETURN before KUBE-MARK-MASQ
+
+
+def test_nodeport_external_and_lb_traffic_is_masqueraded_clusterip_is_not():
+    s = svc(type="LoadBalancer", externalIPs=["50.60.70.81"],
+            ports=[{"name": "p80", "port": 80, "nodePort": 3001, "protocol": "TCP"}],
+            status={"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}})
+    st = compute_desired([s], [slice_([ep("10.180.0.1")])], NODE, ["100.101.102.103"])
+    assert st.masquerade == {("TCP", "100.101.102.103", 3001), ("TCP", "50.60.70.81", 80), ("TCP", "1.2.3.4", 80)}
+    assert ("TCP", "10.20.30.41", 80) in st.table
 
 
 def test_loadbalancer_etp_local_and_ipmode_proxy():  # cases 6, 17

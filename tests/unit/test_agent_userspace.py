@@ -187,3 +187,37 @@ async def test_no_destination_resets(plane):
         data = await r.read(10)
         if data == b"":
             raise ConnectionResetError
+
+
+async def test_no_usable_destination_refuses_instead_of_accepting(plane):
+    """Kernel IPVS never completes a handshake it cannot schedule: the client is refused at once, whether the
+    virtual server has no destination or only draining ones (weight 0)."""
+    srv, port = await _tcp_backend("127.0.20.1", b"a")
+    try:
+        vport = _free_port()
+        vs = await _setup(plane, vport, [])
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(VIP, vport)
+        plane.apply(Op("add_rs", vs, RealServer("127.0.20.1", port)))
+        await plane.flush()
+        assert await _ask(vport) == b"a:hi"
+        plane.apply(Op("edit_rs", vs, RealServer("127.0.20.1", port, weight=0)))
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(VIP, vport)
+        plane.apply(Op("edit_rs", vs, RealServer("127.0.20.1", port, weight=1)))
+        await plane.flush()
+        assert await _ask(vport) == b"a:hi"
+    finally:
+        srv.close()
+
+
+async def test_destination_refusing_resets_the_client_at_once(plane):
+    """The backend refuses (nobody listens on the targetPort): the client gets a reset, not an empty reply."""
+    vport = _free_port()
+    await _setup(plane, vport, [("127.0.20.1", _free_port())])
+    r, w = await asyncio.open_connection(VIP, vport)
+    try:
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(r.read(100), 2)  # no request sent: a FIN would read as b""
+    finally:
+        w.close()
