@@ -122,9 +122,9 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
-                      content_type: str = "application/json") -> dict:
+                      content_type: str = "application/json", accept: str | None = None) -> dict:
         data = None
-        headers = {}
+        headers = {"Accept": accept} if accept else {}
         if body is not None:
             # orjson: the client's encode/decode is a visible share of a controller's CPU per write.
             data = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)

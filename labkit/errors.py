@@ -10,7 +10,8 @@
     │   ├── Gone                 410 (a watch resourceVersion too old)
     │   └── Invalid              422 with `details.causes`
     ├── ClusterNotRunning        no cluster answers at this LABKIT_HOME
-    └── ClusterError             a cluster could not be started, reached or stopped
+    ├── ClusterError             a cluster could not be started, reached or stopped
+    └── Unavailable              this backend cannot show or do that (the message says why)
 
 The API server raises the same ApiError subclasses it serialises, so a
 Status travels unchanged from the server's handler to a client's `except`.
@@ -31,6 +32,10 @@ class ClusterNotRunning(LabkitError):
 
 class ClusterError(LabkitError):
     """A cluster could not be started, reached or stopped."""
+
+
+class Unavailable(LabkitError):
+    """What was asked cannot be shown or done on this backend (no IPVS table in nftables mode, …)."""
 
 
 class ApiError(LabkitError):

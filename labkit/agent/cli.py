@@ -17,20 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import ipaddress
 import json
 import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from labkit.agent import control
-from labkit.agent.ipvsadm import parse_proc, render_json, render_list
-from labkit.agent.model import VirtualServer
+from labkit.agent.ipvsadm import parse_proc, parse_proc_connections, render_connections, render_json, render_list
+from labkit.agent.model import Connection, VirtualServer
 
 
 def control_socket(home: Path) -> Path:
@@ -47,10 +49,14 @@ def ipvs_main(argv: list[str], home: Path) -> int:
     p.add_argument("--exact", action="store_true", help="exact numbers (no K/M/G/T)")
     p.add_argument("--nosort", action="store_true", help="table order instead of sorted")
     p.add_argument("--json", action="store_true", help="the table as JSON (counters and rates included)")
+    p.add_argument("-c", "--connections", action="store_true",
+                   help="the connection table, as `ipvsadm -L -n -c` prints it (with --proc: /proc/net/ip_vs_conn)")
     p.add_argument("--proc", metavar="FILE", help="render a /proc/net/ip_vs text (- = stdin) instead of the agent's")
     args = p.parse_args(argv)
     if args.stats and args.rate:
         p.error("--stats and --rate are exclusive (ipvsadm: multiple options)")
+    if args.connections:
+        return _connections_main(args, home)
     if args.proc:
         text = sys.stdin.read() if args.proc == "-" else Path(args.proc).read_text()
         table: list[VirtualServer] = parse_proc(text)
@@ -66,6 +72,29 @@ def ipvs_main(argv: list[str], home: Path) -> int:
         print(json.dumps(render_json(table), indent=2))
     else:
         sys.stdout.write(render_list(table, stats=args.stats, rate=args.rate, exact=args.exact, nosort=args.nosort))
+    return 0
+
+
+def read_connections(home: Path) -> list[Connection]:
+    """The agent's connection table (control socket `conns`)."""
+    return [Connection.from_dict(c) for c in control.request(str(control_socket(home)), "conns")["conns"]]
+
+
+def _connections_main(args: argparse.Namespace, home: Path) -> int:
+    if args.proc:
+        text = sys.stdin.read() if args.proc == "-" else Path(args.proc).read_text()
+        conns = parse_proc_connections(text)
+    else:
+        try:
+            conns = read_connections(home)
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"labkit ipvs: the IPVS agent does not answer at {control_socket(home)} ({exc}); is the cluster "
+                  "up (`labkit up`, `labkit status`)?", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([c.to_dict() for c in conns], indent=2))
+    else:
+        sys.stdout.write(render_connections(conns))
     return 0
 
 
@@ -104,50 +133,18 @@ class PodIndex:
 
 
 class NetnsDialer:
-    """Blocking sockets made inside a network namespace (one worker thread joined to it)."""
+    """Blocking sockets made inside a network namespace (by a worker thread joined to it, kept per namespace)."""
 
     def __init__(self, netns_path: str) -> None:
-        from labkit.netns import NetnsSockets
-
-        self._sockets = NetnsSockets(netns_path)
+        self.netns_path = netns_path
 
     def socket(self, type_: int = socket.SOCK_STREAM) -> socket.socket:
-        return self._sockets.socket(socket.AF_INET, type_)
+        from labkit.dns.transports import socket_in_netns
+
+        return socket_in_netns(self.netns_path, socket.AF_INET, type_)
 
     def close(self) -> None:
-        self._sockets.close()
-
-
-class _DnsTransport:
-    """labkit.dns.dig's transport interface over sockets made in the client's namespace."""
-
-    def __init__(self, dialer: NetnsDialer, resolv_conf: str) -> None:
-        self.dialer, self._resolv_conf = dialer, resolv_conf
-
-    def resolv_conf(self) -> str:
-        return self._resolv_conf
-
-    def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
-        s = self.dialer.socket(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-        with s:
-            s.settimeout(timeout)
-            s.connect((server, port))
-            if tcp:
-                s.sendall(len(wire).to_bytes(2, "big") + wire)
-                n = int.from_bytes(_recv_exact(s, 2), "big")
-                return _recv_exact(s, n)
-            s.send(wire)
-            return s.recv(65535)
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return buf
+        pass  # the worker thread is shared (labkit.dns.transports) and lives as long as the process
 
 
 async def _cluster_info(home: Path, pod: str | None, namespace: str) -> tuple[dict[str, Any] | None, PodIndex]:
@@ -156,83 +153,151 @@ async def _cluster_info(home: Path, pod: str | None, namespace: str) -> tuple[di
     async with Client.from_kubeconfig(Path(home) / "kubeconfig", user_agent="labkit-curl") as client:
         obj = await client.get("pods", pod, namespace) if pod else None
         items, _ = await client.list("pods")
+    return obj, pod_index(items)
+
+
+def pod_index(pods: list[dict[str, Any]]) -> PodIndex:
+    """Index pod objects by name and by IP (host-network pods share the node's address: left out)."""
     index = PodIndex()
-    for p in items:
+    for p in pods:
         name = p["metadata"]["name"]
         index.names.add(name)
-        for ip in [p.get("status", {}).get("podIP")] + [x.get("ip") for x in p.get("status", {}).get("podIPs", [])]:
-            if ip and not p.get("spec", {}).get("hostNetwork"):
+        status = p.get("status") or {}
+        for ip in [status.get("podIP")] + [x.get("ip") for x in status.get("podIPs") or []]:
+            if ip and not (p.get("spec") or {}).get("hostNetwork"):
                 index.by_ip[ip] = name
-    return obj, index
+    return index
 
 
-def _resolv_conf_for(namespace: str) -> str:
-    # A pod's resolv.conf (kubelet, dnsPolicy ClusterFirst); the node gets the same, so names work from it too.
-    return (f"nameserver 10.96.0.10\nsearch {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
-            "options ndots:5\n")
-
-
-def _resolve(host: str, dialer: NetnsDialer, namespace: str) -> str:
+def resolve_host(host: str, transport: Any) -> str:
+    """`host` as an address: itself if it is one, else the first address a glibc stub using `transport`'s
+    resolv.conf finds (search list included), as curl in that pod would."""
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host)
         return host
     from labkit.dns.dig import resolve
 
-    result = resolve(host, "A", transport=_DnsTransport(dialer, _resolv_conf_for(namespace)))  # type: ignore[arg-type]
+    result = resolve(host, "A", transport=transport)
     if not result.addresses:
         raise OSError(f"could not resolve host: {host}")
     return result.addresses[0]
 
 
-def _http_get(dialer: NetnsDialer, ip: str, port: int, host_header: str, target: str, timeout: float,
-              lookup: Any) -> Reply:
-    reply = Reply(0)
-    t0 = time.perf_counter()
-    s = dialer.socket()
-    try:
-        s.settimeout(timeout)
-        s.connect((ip, port))
-        reply.local, reply.peer = s.getsockname()[:2], s.getpeername()[:2]
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: labkit-curl\r\nAccept: */*\r\n"
-                  "Connection: close\r\n\r\n".encode())
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-        # The connection is still open on our side: the agent still lists it, so ask where it went.
-        reply.destination = lookup(reply.local)
-    except OSError as exc:
-        reply.error = str(exc) or type(exc).__name__
-        return reply
-    finally:
-        s.close()
-        reply.ms = (time.perf_counter() - t0) * 1e3
-    raw = b"".join(chunks)
-    head, _, body = raw.partition(b"\r\n\r\n")
-    try:
-        reply.status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        reply.error = "not an HTTP response"
-    if b"transfer-encoding: chunked" in head.lower():
-        body = _dechunk(body)
-    reply.body = body.decode(errors="replace")
-    return reply
+Lookup = Callable[[tuple[str, int]], "tuple[str, int] | None"]
 
 
-def _dechunk(body: bytes) -> bytes:
-    out, rest = b"", body
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
+class HttpConnection:
+    """One HTTP/1.1 connection opened from inside the cluster, kept alive across `request()`s until `close()`.
+
+    `lookup(local address)` says where the load balancer sent the connection (its connection table), asked
+    while the connection is open; every reply carries it as `destination`.
+    """
+
+    def __init__(self, make_socket: Callable[[], socket.socket], address: str, port: int, host_header: str,
+                 lookup: Lookup | None = None, timeout: float = 3.0) -> None:
+        self.address, self.port, self.host_header = address, port, host_header
+        self._lookup = lookup
+        self.destination: tuple[str, int] | None = None
+        self.closed = False
+        self._count = 0
+        self.sock = make_socket()
         try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out, rest = out + rest[:size], rest[size + 2:]
-    return out
+            self.sock.settimeout(timeout)
+            self.sock.connect((address, port))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.local: tuple[str, int] = self.sock.getsockname()[:2]
+        self.peer: tuple[str, int] = self.sock.getpeername()[:2]
+
+    def request(self, target: str = "/", *, close: bool = False) -> Reply:
+        """GET `target`; `close` asks the server to close the connection after answering."""
+        reply = Reply(self._count, local=self.local, peer=self.peer)
+        self._count += 1
+        if self.closed:
+            reply.error = "the connection is closed"
+            return reply
+        t0 = time.perf_counter()
+        try:
+            self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {self.host_header}\r\nUser-Agent: labkit-curl\r\n"
+                              f"Accept: */*\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n".encode())
+            resp = http.client.HTTPResponse(self.sock, method="GET")
+            resp.begin()
+            body = resp.read()
+            reply.status = resp.status
+            reply.body = body.decode(errors="replace")
+            if self.destination is None and self._lookup is not None:
+                self.destination = self._lookup(self.local)  # still open on our side: the agent still lists it
+            if resp.will_close:
+                self.close()
+        except (OSError, http.client.HTTPException) as exc:
+            reply.error = str(exc) or type(exc).__name__
+            self.close()
+        reply.destination = self.destination
+        reply.ms = (time.perf_counter() - t0) * 1e3
+        return reply
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+    def __enter__(self) -> HttpConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _who(reply: Reply, index: PodIndex, hostname_path: bool) -> str:
+def connection_lookup(home: Path) -> Lookup:
+    """Where the agent sent the connection from `local` (its connection table), or None if it does not say."""
+    sock = control_socket(home)
+
+    def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
+        if not sock.exists():
+            return None
+        try:
+            conns = read_connections(home)
+        except (OSError, ValueError, RuntimeError):
+            return None
+        for c in conns:
+            if c.source == (local[0], local[1]) and not c.template:
+                return c.destination
+        return None
+
+    return lookup
+
+
+def http_requests(make_socket: Callable[[], socket.socket], address: str, port: int, host_header: str,
+                  target: str, count: int, *, keepalive: bool = False, lookup: Lookup | None = None,
+                  timeout: float = 3.0) -> list[Reply]:
+    """`count` GETs: each on a fresh connection (`Connection: close`), or all on one kept-alive connection."""
+    replies: list[Reply] = []
+    conn: HttpConnection | None = None
+    try:
+        for i in range(count):
+            if conn is None or conn.closed:
+                try:
+                    conn = HttpConnection(make_socket, address, port, host_header, lookup, timeout)
+                except OSError as exc:
+                    replies.append(Reply(i, error=str(exc) or type(exc).__name__))
+                    conn = None
+                    continue
+            r = conn.request(target, close=not keepalive or i == count - 1)
+            r.index = i
+            replies.append(r)
+            if not keepalive:
+                conn.close()
+    finally:
+        if conn is not None:
+            conn.close()
+    return replies
+
+
+def who_answered(reply: Reply, index: PodIndex, target: str) -> str:
+    """The pod that answered: named by the body (agnhost /hostname), else by where the load balancer sent the
+    connection, else by the peer address; failing all, the answer's first line stands for it."""
+    hostname_path = _body_names_pod(target)
     body = reply.body.strip()
     if body in index.names or (hostname_path and body and not any(c.isspace() for c in body)):
         return body  # agnhost /hostname, serve-hostname: the pod's hostname, which is its name
@@ -251,7 +316,8 @@ def curl_main(argv: list[str], home: Path) -> int:
     p.add_argument("url")
     p.add_argument("--from", dest="pod", metavar="POD", help="the pod to send from (default: the node)")
     p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (and DNS search domain)")
-    p.add_argument("--count", "-c", type=int, default=1, help="number of fresh connections")
+    p.add_argument("--count", "-c", type=int, default=1, help="number of requests (each on a fresh connection)")
+    p.add_argument("--keepalive", action="store_true", help="send the requests on one kept-alive connection")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="{counts: {pod: n}, requests: [...]} as JSON")
     args = p.parse_args(argv)
@@ -276,36 +342,22 @@ def curl_main(argv: list[str], home: Path) -> int:
         print(f"labkit curl: {where} has no network namespace ({netns_path}); is it running?", file=sys.stderr)
         return 1
     dialer = NetnsDialer(str(netns_path))
-    sock = control_socket(home)
-
-    def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
-        if not sock.exists():
-            return None
-        try:
-            conns = control.request(str(sock), "conns", timeout=2.0).get("conns", [])
-        except (OSError, ValueError, RuntimeError):
-            return None
-        for c in conns:
-            if tuple(c["client"]) == (local[0], local[1]):
-                return (c["destination"][0], int(c["destination"][1]))
-        return None
-
+    lookup = None if _body_names_pod(target) else connection_lookup(home)
     replies: list[Reply] = []
     try:
-        ip = _resolve(host, dialer, args.namespace)
-        by_body = _body_names_pod(target)
-        for i in range(args.count):
-            r = _http_get(dialer, ip, port, url.netloc, target, args.timeout,
-                          (lambda _local: None) if by_body else lookup)
-            r.index = i
+        from labkit.dns import transports
+
+        transport = (transports.pod_transport(args.pod, args.namespace, home) if args.pod
+                     else transports.node_transport(home, args.namespace))
+        ip = resolve_host(host, transport)
+        for r in http_requests(lambda: dialer.socket(), ip, port, url.netloc, target, args.count,
+                               keepalive=args.keepalive, lookup=lookup, timeout=args.timeout):
             if r.error is None:
-                r.pod = _who(r, index, by_body)
+                r.pod = who_answered(r, index, target)
             replies.append(r)
     except OSError as exc:
         print(f"labkit curl: {exc}", file=sys.stderr)
         return 1
-    finally:
-        dialer.close()
     counts = Counter(r.pod for r in replies if r.pod is not None)
     errors = [r for r in replies if r.error is not None]
     if args.json:

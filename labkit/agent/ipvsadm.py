@@ -15,6 +15,7 @@ from labkit.agent.model import (
     DEFAULT_NETMASK,
     FLAG_ONEPACKET,
     FLAG_PERSISTENT,
+    Connection,
     RealServer,
     Table,
     VirtualServer,
@@ -210,4 +211,44 @@ def parse_proc(text: str) -> list[VirtualServer]:
             addr, port, fwd, weight, active, inactive = m.groups()
             current.destinations.append(RealServer(_parse_hex_addr(addr), int(port, 16), int(weight), fwd,
                                                    int(active), int(inactive)))
+    return out
+
+
+# --- the connection table: `ipvsadm -L -n -c` and /proc/net/ip_vs_conn ------------------------------------------
+
+CONN_PROC_HEADER = "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+
+
+def render_connections(conns: list[Connection]) -> str:
+    """What `ipvsadm -L -n -c` prints (ipvsadm.c list_conn/print_conn; expire as minutes:seconds)."""
+    out = ["IPVS connection entries\n", "pro expire %-11s %-18s %-18s %s\n" % ("state", "source", "virtual",
+                                                                             "destination")]
+    for c in conns:
+        expire = "%02d:%02d" % (c.expires // 60, c.expires % 60)
+        out.append("%-3s %-6s %-11s %-18s %-18s %s\n" % (
+            c.protocol, expire, c.state, _addrport(*c.source), _addrport(*c.virtual), _addrport(*c.destination)))
+    return "".join(out)
+
+
+def render_proc_connections(conns: list[Connection]) -> str:
+    """/proc/net/ip_vs_conn as ip_vs_conn_seq_show prints it (no persistence engine data)."""
+    out = [CONN_PROC_HEADER]
+    for c in conns:
+        out.append("%-3s %s %04X %s %04X %s %04X %-11s %7d\n" % (
+            c.protocol, _hex_addr(c.source[0]), c.source[1], _hex_addr(c.virtual[0]), c.virtual[1],
+            _hex_addr(c.destination[0]), c.destination[1], c.state, c.expires))
+    return "".join(out)
+
+
+def parse_proc_connections(text: str) -> list[Connection]:
+    """Parse /proc/net/ip_vs_conn (what the kind backend reads from a node) into the model."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 9 or words[0] == "Pro":
+            continue
+        proto, caddr, cport, vaddr, vport, daddr, dport, state, expires = words[:9]
+        out.append(Connection(proto, (_parse_hex_addr(caddr), int(cport, 16)),
+                              (_parse_hex_addr(vaddr), int(vport, 16)), (_parse_hex_addr(daddr), int(dport, 16)),
+                              state, int(expires)))
     return out

@@ -285,6 +285,13 @@ class KernelBackend:
     def list(self) -> Table:
         return off_loop(self._list)
 
+    def connections(self, proc: str = "/proc/net/ip_vs_conn") -> list[dict[str, Any]]:
+        """The kernel's connection table (in this process's network namespace), for the control socket."""
+        from labkit.agent.ipvsadm import parse_proc_connections
+
+        with open(proc) as f:
+            return [c.to_dict() for c in parse_proc_connections(f.read())]
+
     def _apply(self, op: Op) -> None:
         if op.kind == "add_vs":
             self.ipvs.service("add", service=self._svc(op.vs))

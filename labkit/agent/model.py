@@ -225,3 +225,35 @@ def table_from_list(vss: list[VirtualServer]) -> Table:
 def sorted_services(table: Table | list[VirtualServer]) -> list[VirtualServer]:
     vss = list(table.values()) if isinstance(table, dict) else list(table)
     return sorted(vss, key=VirtualServer.sort_key)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One entry of the IPVS connection table (/proc/net/ip_vs_conn, `ipvsadm -L -n -c`).
+
+    `state` is the kernel's name (ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, …; UDP for UDP flows;
+    NONE for a persistence template, whose source port is 0). `expires` counts seconds down to its removal.
+    """
+
+    protocol: str
+    source: tuple[str, int]
+    virtual: tuple[str, int]
+    destination: tuple[str, int]
+    state: str
+    expires: int = 0
+
+    @property
+    def template(self) -> bool:
+        return self.state == "NONE"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "client": list(self.source), "virtual": list(self.virtual),
+                "destination": list(self.destination), "state": self.state, "expires": self.expires}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Connection:
+        def pair(v: Any) -> tuple[str, int]:
+            return (str(v[0]), int(v[1]))
+
+        return cls(d["protocol"], pair(d["client"]), pair(d["virtual"]), pair(d["destination"]), d["state"],
+                   int(d.get("expires", 0)))

@@ -35,6 +35,7 @@ worker thread joined to it), leaving the caller where it is (used by tests and t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import errno
@@ -59,6 +60,7 @@ READ_SIZE = 256 * 1024
 UDP_READ_SIZE = 65535
 
 DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
+SYN_RECV_TIMEOUT = 60  # the kernel's tcp_timeouts[IP_VS_TCP_S_SYN_RECV]
 
 
 class _LocalSockets:
@@ -105,18 +107,20 @@ class ServiceRuntime:
     listen_sock: socket.socket | None = None
     conns: dict[tuple[str, int], set[Any]] = field(default_factory=dict)  # dest key -> live TCP conns / UDP flows
     udp_flows: dict[Any, UdpFlow] = field(default_factory=dict)
+    lingering: collections.deque[Any] = field(default_factory=collections.deque)  # closed TCP conns, oldest first
 
 
 class _Conn:
     """Bookkeeping of one proxied TCP connection (IPVS conn states reduced to: syn, est, closing)."""
 
-    __slots__ = ("client", "client_addr", "dest", "plane", "rt", "state", "template")
+    __slots__ = ("client", "client_addr", "dest", "last", "plane", "rt", "state", "template")
 
     def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, dest: RealServer, tpl: Template | None,
                  client: _Side, client_addr: tuple[str, int] = ("", 0)):
         self.plane, self.rt, self.dest, self.template, self.client = plane, rt, dest, tpl, client
         self.client_addr = client_addr
         self.state = "syn"
+        self.last = time.monotonic()  # the last state change or payload: the kernel re-arms its timer then
         dest.inactive += 1
         dest.stats.conns += 1
         rt.vs.stats.conns += 1
@@ -126,6 +130,7 @@ class _Conn:
     def established(self) -> None:
         if self.state == "syn":
             self.state = "est"
+            self.last = time.monotonic()
             self.dest.inactive -= 1
             self.dest.active += 1
 
@@ -134,6 +139,7 @@ class _Conn:
             self.dest.active -= 1
             self.dest.inactive += 1
         self.state = "closing" if self.state != "gone" else "gone"
+        self.last = time.monotonic()
 
     def closed(self) -> None:
         """Both sides gone: linger in InActConn for the FIN timeout, then expire."""
@@ -144,6 +150,7 @@ class _Conn:
         if self.template is not None:
             self.template.n_control -= 1
         self.plane._linger(self.dest, self.plane.timeouts["tcpfin"])
+        self.rt.lingering.append(self)  # listed as TIME_WAIT until it expires
 
     def close(self) -> None:
         """Reset both sides (expire_nodest_conn / service deleted)."""
@@ -173,6 +180,7 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         if conn is not None:
+            conn.last = time.monotonic()
             n = len(data)
             if self.is_client:
                 conn.dest.stats.inpkts += 1
@@ -443,20 +451,35 @@ class UserspaceDataPlane:
         self._bound.difference_update(addresses)
 
     def connections(self) -> list[dict[str, Any]]:
-        """Live connections like `ipvsadm -L -n -c` (/proc/net/ip_vs_conn): client, virtual server, destination."""
+        """The connection table like `ipvsadm -L -n -c` (/proc/net/ip_vs_conn): client, virtual server,
+        destination, state and seconds to expiry; closed TCP connections linger as TIME_WAIT for the FIN
+        timeout, and persistence templates show as state NONE with source port 0, as in the kernel."""
+        now = time.monotonic()
+        t = self.timeouts
         out = []
+
+        def entry(vs: VirtualServer, client: Any, dest: RealServer, state: str, expires: float) -> None:
+            out.append({"protocol": vs.protocol, "client": [client[0], client[1]], "virtual": [vs.address, vs.port],
+                        "destination": [dest.address, dest.port], "state": state, "expires": max(0, int(expires))})
+
         for rt in self.services.values():
             vs = rt.vs
             for conns in rt.conns.values():
                 for c in conns:
                     if isinstance(c, UdpFlow):
-                        client, state = c.client, "UDP"
+                        entry(vs, c.client, c.dest, "UDP", t["udp"] - (now - c.last))
+                    elif c.state == "syn":
+                        entry(vs, c.client_addr, c.dest, "SYN_RECV", SYN_RECV_TIMEOUT - (now - c.last))
+                    elif c.state == "est":
+                        entry(vs, c.client_addr, c.dest, "ESTABLISHED", t["tcp"] - (now - c.last))
                     else:
-                        client = c.client_addr
-                        state = {"syn": "SYN_RECV", "est": "ESTABLISHED"}.get(c.state, "FIN_WAIT")
-                    out.append({"protocol": vs.protocol, "client": [client[0], client[1]],
-                                "virtual": [vs.address, vs.port], "destination": [c.dest.address, c.dest.port],
-                                "state": state})
+                        entry(vs, c.client_addr, c.dest, "FIN_WAIT", t["tcpfin"] - (now - c.last))
+            while rt.lingering and now - rt.lingering[0].last >= t["tcpfin"]:
+                rt.lingering.popleft()
+            for c in rt.lingering:
+                entry(vs, c.client_addr, c.dest, "TIME_WAIT", t["tcpfin"] - (now - c.last))
+            for client_key, tpl in rt.templates.items():
+                entry(vs, (client_key, 0), tpl.dest, "NONE", tpl.expires - now)
         return out
 
     def timeouts_line(self) -> str:
@@ -730,6 +753,9 @@ class UserspaceDataPlane:
             for rt in list(self.services.values()):
                 for flow in [f for f in rt.udp_flows.values() if now - f.last >= self.timeouts["udp"]]:
                     flow.close()
+                fin = self.timeouts["tcpfin"]
+                while rt.lingering and now - rt.lingering[0].last >= fin:
+                    rt.lingering.popleft()
                 for ckey, tpl in list(rt.templates.items()):
                     if now >= tpl.expires and tpl.n_control <= 0:
                         rt.templates.pop(ckey)

@@ -29,8 +29,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit import errors
+from labkit.backends.base import Backend, ClusterInfo
+
+if TYPE_CHECKING:
+    from labkit.agent.cli import HttpConnection
+    from labkit.agent.model import Connection, VirtualServer
+    from labkit.dns.dig import Transport
 
 log = logging.getLogger("labkit.embedded")
 
@@ -254,6 +261,97 @@ def cleanup_leftovers(paths: Paths) -> None:
     from labkit.node import cleanup, names
 
     cleanup.cleanup(names.cluster_prefix(paths.home))
+
+
+# -- the Backend interface (labkit.backends.base), for labkit.Lab -------------------------------------------
+
+class EmbeddedBackend(Backend):
+    """The embedded cluster at `home` (default $LABKIT_HOME or ~/.labkit) as a `Backend`."""
+
+    name = "embedded"
+    proxy_modes = ("ipvs",)
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.paths = Paths(Path(home).expanduser().absolute() if home else default_home())
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedBackend {self.paths.home}>"
+
+    def start(self, proxy_mode: str | None = None, timeout: float = 180.0) -> bool:
+        mode = proxy_mode or "ipvs"
+        if mode not in self.proxy_modes:
+            raise errors.Unavailable(f"the embedded cluster cannot run kube-proxy's {mode} mode yet "
+                                     f"(it runs: {', '.join(self.proxy_modes)})")
+        if self.running() and self.proxy_mode != mode:
+            raise errors.ClusterError(f"the cluster at {self.paths.home} runs the {self.proxy_mode} proxy mode, not "
+                                      f"{mode}: `lab.down()` it first, or use another LABKIT_HOME")
+        _, started = up(self.paths.home, timeout=min(timeout, 60.0))
+        wait_usable(self.paths, timeout=timeout)
+        return started
+
+    def connect(self, timeout: float = 60.0) -> None:
+        if supervisor_pid(self.paths) is None or not self.paths.kubeconfig.exists():
+            raise errors.ClusterNotRunning(f"no embedded cluster is running at {self.paths.home}; "
+                                           "start one with Lab.up() or `labkit up`")
+        wait_usable(self.paths, timeout=timeout)
+
+    def stop(self) -> bool:
+        return down(self.paths.home)
+
+    def running(self) -> bool:
+        return supervisor_pid(self.paths) is not None and _api_ready(self.paths)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.paths.kubeconfig
+
+    def describe(self) -> ClusterInfo:
+        info = status(self.paths.home)
+        return ClusterInfo(backend=self.name, server=info.get("server", ""), kubeconfig=self.paths.kubeconfig,
+                           proxy_mode="ipvs", nodes=(NODE_NAME,), details=(("home", str(self.paths.home)),))
+
+    @property
+    def proxy_mode(self) -> str:
+        return "ipvs"
+
+    def _control(self) -> str:
+        return str(self.paths.run / "ipvs.sock")
+
+    def ipvs_table(self) -> list[VirtualServer]:
+        from labkit.agent.control import read_table
+
+        try:
+            return read_table(self._control())
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise errors.ClusterError(f"the IPVS agent does not answer at {self._control()} ({exc}); "
+                                      "is the cluster up? `labkit status`") from exc
+
+    def ipvs_connections(self) -> list[Connection]:
+        from labkit.agent.cli import read_connections
+
+        try:
+            return read_connections(self.paths.home)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise errors.ClusterError(f"the IPVS agent does not answer at {self._control()} ({exc}); "
+                                      "is the cluster up? `labkit status`") from exc
+
+    def dns_transport(self, from_pod: str | None, namespace: str) -> Transport:
+        from labkit.dns import transports
+
+        if from_pod:
+            return transports.pod_transport(from_pod, namespace, self.paths.home)
+        return transports.node_transport(self.paths.home, namespace)
+
+    def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
+                        timeout: float = 3.0) -> HttpConnection:
+        from labkit.agent import cli
+
+        transport = self.dns_transport(from_pod, namespace)
+        address = cli.resolve_host(host, transport)
+        netns = transport.netns_path  # type: ignore[attr-defined]
+        dialer = cli.NetnsDialer(netns)
+        return cli.HttpConnection(dialer.socket, address, port, f"{host}:{port}" if port != 80 else host,
+                                  cli.connection_lookup(self.paths.home), timeout)
 
 
 # -- the supervisor --------------------------------------------------------------------------

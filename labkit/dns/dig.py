@@ -289,6 +289,7 @@ class DigResult:
     query_time_ms: int = 0
     size: int = 0
     when: datetime = field(default_factory=datetime.now)
+    truncated_retry: bool = False  # the UDP answer was truncated and this one came over TCP
 
     @property
     def rcode(self) -> str:
@@ -354,7 +355,10 @@ class DigResult:
         m = self.message
         q = m.question[0] if m.question else None
         qtext = f"{q.name} {dns.rdatatype.to_text(q.rdtype)}" if q is not None else ""
-        lines = [f"; <<>> labkit dig <<>> @{self.server} {qtext}", ";; Got answer:", *self._header_lines()]
+        lines = [f"; <<>> labkit dig <<>> @{self.server} {qtext}"]
+        if self.truncated_retry:
+            lines.append(";; Truncated, retrying in TCP mode.")
+        lines += [";; Got answer:", *self._header_lines()]
         if m.edns >= 0:
             flags = " do" if m.ednsflags & dns.flags.DO else ""
             lines += ["", ";; OPT PSEUDOSECTION:", f"; EDNS: version: {m.edns}, flags:{flags}; udp: {m.payload}"]
@@ -402,8 +406,10 @@ class DigResult:
 
 
 def make_query(name: str, rdtype: str | int = "A", *, edns: bool = True, rd: bool = True) -> dns.message.Message:
-    """The query dig would send (EDNS 1232, RD set, no cookie)."""
-    q = dns.message.make_query(dns.name.from_text(name), rdtype, use_edns=0 if edns else None, payload=1232)
+    """The query dig would send (EDNS 1232, RD set, no cookie); `edns=False`: no OPT record at all (`+noedns`),
+    so the server answers within 512 bytes. (dnspython turns EDNS on whenever a payload is given.)"""
+    opts: dict[str, Any] = {"use_edns": 0, "payload": 1232} if edns else {"use_edns": False}
+    q = dns.message.make_query(dns.name.from_text(name), rdtype, **opts)
     if not rd:
         q.flags &= ~dns.flags.RD
     return q
@@ -421,11 +427,14 @@ def dig(
     timeout: float = 2.0,
     edns: bool = True,
     rd: bool = True,
+    ignore: bool = False,
     transport: Transport | None = None,
 ) -> DigResult:
     """Query `name` like `dig @server name rdtype`, from inside `from_pod` (or the node).
 
     Without `server`, the first nameserver of the pod's /etc/resolv.conf is used (10.96.0.10 in a cluster).
+    A truncated UDP answer (TC) is asked again over TCP, as dig does, unless `ignore` (`dig +ignore`) keeps it;
+    `edns=False` sends no OPT record (`dig +noedns`), so answers are cut at 512 bytes.
     """
     t = transport or transport_for(from_pod, namespace)
     if server is None:
@@ -437,9 +446,14 @@ def dig(
     wire = q.to_wire()
     t0 = time.perf_counter()
     reply = t.exchange(wire, server, port, tcp, timeout)
-    elapsed = int((time.perf_counter() - t0) * 1000)
     msg = dns.message.from_wire(reply, ignore_trailing=True)
-    return DigResult(msg, server, port, tcp, elapsed, len(reply))
+    retried = False
+    if not tcp and not ignore and msg.flags & dns.flags.TC:
+        tcp = retried = True
+        reply = t.exchange(wire, server, port, True, timeout)
+        msg = dns.message.from_wire(reply, ignore_trailing=True)
+    elapsed = int((time.perf_counter() - t0) * 1000)
+    return DigResult(msg, server, port, tcp, elapsed, len(reply), truncated_retry=retried)
 
 
 # ------------------------------------------------------------------------------------------------- resolve
@@ -586,7 +600,7 @@ def resolve(
 
 
 def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> int:
-    """`labkit dig NAME [TYPE] [--from POD] [-n NS] [--server S] [--tcp] [--short] [--json]`.
+    """`labkit dig NAME [TYPE] [--from POD] [-n NS] [--server S] [--tcp] [--noedns] [--ignore] [--short] [--json]`.
 
     `home` is the embedded cluster's state directory (`labkit --home`); when a cluster runs there, queries go
     out from its node's or pod's network namespace. Without one running, the installed transports (or kubectl
@@ -600,6 +614,8 @@ def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> i
     ap.add_argument("--server", help="nameserver (default: the first one in the pod's /etc/resolv.conf)")
     ap.add_argument("--port", type=int, default=53)
     ap.add_argument("--tcp", action="store_true")
+    ap.add_argument("--noedns", action="store_true", help="send no EDNS OPT record (answers cut at 512 bytes)")
+    ap.add_argument("--ignore", action="store_true", help="keep a truncated UDP answer instead of retrying over TCP")
     ap.add_argument("--timeout", type=float, default=2.0)
     out = ap.add_mutually_exclusive_group()
     out.add_argument("--short", action="store_true")
@@ -615,7 +631,8 @@ def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> i
                              else tr.node_transport(home, args.namespace))
         r = dig(
             args.name, args.type.upper(), server=args.server, port=args.port, from_pod=args.from_pod,
-            namespace=args.namespace, tcp=args.tcp, timeout=args.timeout, transport=transport,
+            namespace=args.namespace, tcp=args.tcp, timeout=args.timeout, edns=not args.noedns, ignore=args.ignore,
+            transport=transport,
         )  # fmt: skip
     except (OSError, EOFError) as exc:
         print(f";; {exc or type(exc).__name__}", file=sys.stderr)

@@ -82,3 +82,24 @@ def test_proc_render_and_parse_octavia_lines():
     assert (d.address, d.port, d.forward, d.weight, d.active, d.inactive) == ("10.0.0.99", 82, "Masq", 13, 1, 0)
     assert vss[1].persistent and vss[1].netmask == "255.255.255.255"
     assert render_proc(vss) == text
+
+
+def test_connection_table_prints_like_ipvsadm_lnc_and_round_trips_proc():
+    from labkit.agent.ipvsadm import parse_proc_connections, render_connections, render_proc_connections
+    from labkit.agent.model import Connection
+
+    conns = [Connection("TCP", ("192.168.56.1", 56954), ("192.168.56.200", 80), ("192.168.56.102", 80),
+                        "ESTABLISHED", 231),
+             Connection("TCP", ("192.168.56.1", 57322), ("192.168.56.200", 80), ("192.168.56.102", 80),
+                        "FIN_WAIT", 118),
+             Connection("TCP", ("10.244.0.5", 0), ("10.96.0.100", 80), ("10.244.0.6", 8080), "NONE", 10793)]
+    # Lines from a real `ipvsadm -lnc` (the first two) and a persistence template row.
+    assert render_connections(conns) == (
+        "IPVS connection entries\n"
+        "pro expire state       source             virtual            destination\n"
+        "TCP 03:51  ESTABLISHED 192.168.56.1:56954 192.168.56.200:80  192.168.56.102:80\n"
+        "TCP 01:58  FIN_WAIT    192.168.56.1:57322 192.168.56.200:80  192.168.56.102:80\n"
+        "TCP 179:53 NONE        10.244.0.5:0       10.96.0.100:80     10.244.0.6:8080\n")
+    proc = render_proc_connections(conns)
+    assert proc.splitlines()[1] == "TCP C0A83801 DE7A C0A838C8 0050 C0A83866 0050 ESTABLISHED     231"
+    assert parse_proc_connections(proc) == conns

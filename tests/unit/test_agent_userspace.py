@@ -221,3 +221,34 @@ async def test_destination_refusing_resets_the_client_at_once(plane):
             await asyncio.wait_for(r.read(100), 2)  # no request sent: a FIN would read as b""
     finally:
         w.close()
+
+
+async def test_connection_table_lists_open_closed_and_template_entries():
+    dp = UserspaceDataPlane(timeouts={"tcpfin": 120})
+    await dp.start()
+    a, pa = await _tcp_backend("127.0.20.1", b"a")
+    try:
+        vport = _free_port()
+        await _setup(dp, vport, [("127.0.20.1", pa)], FLAG_PERSISTENT, 600)
+        assert await _ask(vport) == b"a:hi"  # one closed connection: TIME_WAIT for the FIN timeout
+        _r, w = await asyncio.open_connection(VIP, vport)  # one open connection, not yet answered
+        w.write(b"")
+        local = w.get_extra_info("sockname")[:2]
+        for _ in range(200):
+            states = {c["state"] for c in dp.connections()}
+            if "ESTABLISHED" in states and "TIME_WAIT" in states:
+                break
+            await asyncio.sleep(0.01)
+        conns = dp.connections()
+        by_state = {c["state"]: c for c in conns}
+        assert set(by_state) == {"ESTABLISHED", "TIME_WAIT", "NONE"}, conns
+        est = by_state["ESTABLISHED"]
+        assert tuple(est["client"]) == local and est["virtual"] == [VIP, vport]
+        assert est["destination"] == ["127.0.20.1", pa] and 890 <= est["expires"] <= 900
+        assert 110 <= by_state["TIME_WAIT"]["expires"] <= 120
+        tpl = by_state["NONE"]  # the persistence template: the client's address, port 0
+        assert tpl["client"] == ["127.0.0.1", 0] and 590 <= tpl["expires"] <= 600
+        w.close()
+    finally:
+        await dp.stop()
+        a.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import dns.flags
 import dns.message
+import dns.rrset
 import pytest
 
 from labkit.dns import dig as digmod
@@ -177,3 +179,35 @@ def test_kubectl_exec_transport_runs_a_stdlib_only_exchange(server_port: int, tc
     assert r.addresses == ["10.102.97.154"]
     with pytest.raises(OSError, match="kubectl exec failed"):
         dig("nginx.default.svc.cluster.local.", server="127.0.0.1", port=1, tcp=True, transport=t, timeout=0.5)
+
+
+def test_noedns_sends_no_opt_record_and_tc_is_retried_over_tcp_unless_ignored() -> None:
+    from labkit.dns.dig import make_query
+
+    assert make_query("x.", edns=False).edns == -1 and make_query("x.").edns == 0
+    big = dns.message.make_response(make_query("big.example.", edns=False))
+    big.flags |= dns.flags.TC
+
+    class Truncating(LocalTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[bool, bytes]] = []
+
+        def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
+            self.calls.append((tcp, wire))
+            query = dns.message.from_wire(wire)
+            reply = dns.message.make_response(query)
+            if not tcp:
+                reply.flags |= dns.flags.TC
+            else:
+                reply.answer.append(dns.rrset.from_text(query.question[0].name, 30, "IN", "A", "203.0.113.10"))
+            return reply.to_wire()
+
+    t = Truncating()
+    r = dig("big.example.", server="127.0.0.1", edns=False, transport=t)
+    assert [tcp for tcp, _ in t.calls] == [False, True] and r.tcp and r.addresses == ["203.0.113.10"]
+    assert dns.message.from_wire(t.calls[0][1]).edns == -1  # no OPT record on the wire
+    assert ";; Truncated, retrying in TCP mode." in str(r)
+    t = Truncating()
+    r = dig("big.example.", server="127.0.0.1", edns=False, ignore=True, transport=t)
+    assert [tcp for tcp, _ in t.calls] == [False] and "tc" in r.flags and r.answer == []
