@@ -66,6 +66,7 @@ class Client:
         # Requests go to `base_url + path`; over the Unix socket the host part is only a placeholder.
         self.base_url = "http://localhost" if unix_socket else self.server
         self._token = token
+        self.ca_data = ca_data
         self._ssl: ssl.SSLContext | bool
         if ca_data:
             self._ssl = ssl.create_default_context(cadata=ca_data.decode())

@@ -462,3 +462,5 @@ def apply_defaults(kind: ResourceKind, obj: dict, old: dict | None = None) -> No
         _default_event(obj)
     elif k == ("", "Node"):
         _default_node(obj)
+    elif k == ("", "Secret") and not obj.get("type"):
+        obj["type"] = "Opaque"  # SetDefaults_Secret

@@ -23,7 +23,7 @@ import yaml
 
 from labkit import errors, kinds
 from labkit.apiserver import apply as ssa
-from labkit.apiserver import defaults, patch, schema, validation
+from labkit.apiserver import convert, defaults, patch, schema, validation
 from labkit.apiserver.ipalloc import ServiceAllocator
 from labkit.apiserver.normalize import normalize
 from labkit.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
@@ -38,6 +38,7 @@ _GENERATION_KINDS = {"deployments", "replicasets", "statefulsets"}
 # Kinds whose status is only written through the /status subresource.
 _STATUS_SUBRESOURCE = {"pods", "services", "nodes", "namespaces", "deployments", "replicasets", "statefulsets"}
 _CREATE_ON_UPDATE = {"endpoints", "events", "endpointslices"}
+_IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
                 "resourceVersion", "selfLink")
 
@@ -109,6 +110,7 @@ class Registry:
         self._check_namespace_field(kind, namespace, meta)
         if strict:
             self._strict_check(kind, obj)
+        convert.to_stored(kind, obj)
         if meta.get("resourceVersion"):
             raise errors.BadRequest("resourceVersion should not be set on objects to be created")
         if not meta.get("name"):
@@ -177,7 +179,7 @@ class Registry:
     def _write_update(self, kind: ResourceKind, old: dict, new: dict, *, sub: str | None, manager: str,
                       dry_run: bool = False, applied: bool = False, warnings: list[str] | None = None) -> dict:
         """Merge server-managed state into `new`, validate and store it (unless it is a no-op)."""
-        new = _copy(new)
+        new = convert.to_stored(kind, _copy(new))
         meta = new.setdefault("metadata", {})
         old_meta = old["metadata"]
         for key in _SERVER_META:
@@ -359,6 +361,9 @@ class Registry:
         if policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
         if kind.plural == "namespaces":
+            if name in _IMMORTAL_NAMESPACES:  # the NamespaceLifecycle admission plugin
+                raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                       details={"name": name, "kind": "namespaces"})
             if meta.get("deletionTimestamp"):
                 return obj
             new_meta["deletionTimestamp"] = now_rfc3339()

@@ -128,6 +128,7 @@ SELECTABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "namespaces": ("status.phase",),
     "replicasets": ("status.replicas",),
     "services": ("spec.clusterIP", "spec.type"),
+    "secrets": ("type",),
 }
 
 

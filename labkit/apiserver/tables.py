@@ -236,6 +236,59 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
+
+
+def _doc(model: str, field: str) -> str:
+    """A field's API documentation (the SwaggerDoc() upstream's column descriptions quote), from the client models."""
+    from labkit.apiserver.schema import field_schema  # the models take a moment to import: only when asked
+
+    f = field_schema(model).get(field)
+    return f.description if f is not None else ""
+
+
+def _workload_wide_columns(selector_model: str) -> list[dict[str, Any]]:
+    return [_col("Containers", "string", _D_CONTAINERS, priority=1), _col("Images", "string", _D_IMAGES, priority=1),
+            _col("Selector", "string", _doc(selector_model, "selector"), priority=1)]
+
+
+# Column sets whose descriptions come from the client models: built on first use.
+_LAZY_COLUMNS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "configmaps": lambda: [_name_col(), _col("Data", "string", _doc("V1ConfigMap", "data")), _age_col()],
+    "secrets": lambda: [_name_col(), _col("Type", "string", _doc("V1Secret", "type")),
+                        _col("Data", "string", _doc("V1Secret", "data")), _age_col()],
+    "serviceaccounts": lambda: [_name_col(), _col("Secrets", "string", _doc("V1ServiceAccount", "secrets")),
+                                _age_col()],
+    "daemonsets": lambda: [
+        _name_col(),
+        _col("Desired", "integer", _doc("V1DaemonSetStatus", "desiredNumberScheduled")),
+        _col("Current", "integer", _doc("V1DaemonSetStatus", "currentNumberScheduled")),
+        _col("Ready", "integer", _doc("V1DaemonSetStatus", "numberReady")),
+        _col("Up-to-date", "integer", _doc("V1DaemonSetStatus", "updatedNumberScheduled")),
+        _col("Available", "integer", _doc("V1DaemonSetStatus", "numberAvailable")),
+        _col("Node Selector", "string", _doc("V1PodSpec", "nodeSelector")),
+        _age_col(),
+        *_workload_wide_columns("V1DaemonSetSpec"),
+    ],
+    "jobs": lambda: [
+        _name_col(),
+        _col("Status", "string", "Status of the job."),
+        _col("Completions", "string", _doc("V1JobStatus", "succeeded")),
+        _col("Duration", "string", "Time required to complete the job."),
+        _age_col(),
+        *_workload_wide_columns("V1JobSpec"),
+    ],
+    "cronjobs": lambda: [
+        _name_col(),
+        _col("Schedule", "string", _doc("V1CronJobSpec", "schedule")),
+        _col("Timezone", "string", _doc("V1CronJobSpec", "timeZone")),
+        _col("Suspend", "boolean", _doc("V1CronJobSpec", "suspend")),
+        _col("Active", "integer", _doc("V1CronJobStatus", "active")),
+        _col("Last Schedule", "string", _doc("V1CronJobStatus", "lastScheduleTime")),
+        _age_col(),
+        *_workload_wide_columns("V1JobSpec"),
+    ],
+}
+
 # What the apiserver's default table convertor prints for a kind without printers.
 _DEFAULT_COLUMNS: list[dict[str, Any]] = [_name_col(), _col("Created At", "date", _D_CREATED)]
 
@@ -828,6 +881,96 @@ def _print_statefulset(obj: dict[str, Any], now: datetime) -> list[Any]:
     ]
 
 
+def _print_configmap(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta = _meta(obj)
+    return [meta.get("name", ""), len(obj.get("data") or {}) + len(obj.get("binaryData") or {}),
+            _since(meta.get("creationTimestamp"), now)]
+
+
+def _print_secret(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta = _meta(obj)
+    return [meta.get("name", ""), obj.get("type") or "Opaque", len(obj.get("data") or {}),
+            _since(meta.get("creationTimestamp"), now)]
+
+
+def _print_serviceaccount(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta = _meta(obj)
+    return [meta.get("name", ""), len(obj.get("secrets") or []), _since(meta.get("creationTimestamp"), now)]
+
+
+def _print_daemonset(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta, spec, status = _meta(obj), _spec(obj), _status(obj)
+    tspec = _template_spec(obj)
+    names, images = _container_cells(tspec)
+    return [
+        meta.get("name", ""),
+        *(int(status.get(f) or 0) for f in ("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                                            "updatedNumberScheduled", "numberAvailable")),
+        _format_labels(tspec.get("nodeSelector")),
+        _since(meta.get("creationTimestamp"), now),
+        names,
+        images,
+        _format_label_selector(spec.get("selector")),
+    ]
+
+
+def _has_condition(status: dict[str, Any], ctype: str) -> bool:
+    """hasJobCondition: a condition of that type with status True."""
+    return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _job_status(obj: dict[str, Any]) -> str:
+    status = _status(obj)
+    if _has_condition(status, "Complete"):
+        return "Complete"
+    if _has_condition(status, "Failed"):
+        return "Failed"
+    if _meta(obj).get("deletionTimestamp"):
+        return "Terminating"
+    for ctype in ("Suspended", "FailureTarget"):
+        if _has_condition(status, ctype):
+            return ctype
+    return "Running"
+
+
+def _print_job(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta, spec, status = _meta(obj), _spec(obj), _status(obj)
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif int(spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    started, finished = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    duration = ""
+    if started is not None:
+        duration = human_duration(((finished or now) - started).total_seconds())
+    names, images = _container_cells(_template_spec(obj))
+    return [meta.get("name", ""), _job_status(obj), completions, duration, _since(meta.get("creationTimestamp"), now),
+            names, images, _format_label_selector(spec.get("selector"))]
+
+
+def _print_cronjob(obj: dict[str, Any], now: datetime) -> list[Any]:
+    meta, spec, status = _meta(obj), _spec(obj), _status(obj)
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    names, images = _container_cells((job_spec.get("template") or {}).get("spec"))
+    suspend = spec.get("suspend")
+    last = status.get("lastScheduleTime")
+    return [
+        meta.get("name", ""),
+        spec.get("schedule", ""),
+        spec.get("timeZone") or NONE,
+        UNSET if suspend is None else ("True" if suspend else "False"),
+        len(status.get("active") or []),
+        _since(last, now) if last else NONE,
+        _since(meta.get("creationTimestamp"), now),
+        names,
+        images,
+        _format_label_selector(job_spec.get("selector")),
+    ]
+
+
 def _print_default(obj: dict[str, Any], now: datetime) -> list[Any]:
     """The default table convertor: name and the creation time as RFC 3339 in UTC."""
     meta = _meta(obj)
@@ -847,6 +990,12 @@ _PRINTERS: dict[str, Callable[[dict[str, Any], datetime], list[Any]]] = {
     "replicasets": _print_replicaset,
     "statefulsets": _print_statefulset,
     "endpointslices": _print_endpointslice,
+    "configmaps": _print_configmap,
+    "secrets": _print_secret,
+    "serviceaccounts": _print_serviceaccount,
+    "daemonsets": _print_daemonset,
+    "jobs": _print_job,
+    "cronjobs": _print_cronjob,
 }
 
 # Row conditions printPod attaches to finished pods (kubectl uses them to tell completed rows apart).
@@ -867,7 +1016,15 @@ def column_definitions(plural: str) -> list[dict[str, Any]]:
 
     A resource without a printer gets the apiserver's default columns: Name and "Created At".
     """
-    return copy.deepcopy(_COLUMNS.get(plural, _DEFAULT_COLUMNS))
+    columns = _COLUMNS.get(plural)
+    if columns is None:
+        columns = _lazy_columns(plural) if plural in _LAZY_COLUMNS else _DEFAULT_COLUMNS
+    return copy.deepcopy(columns)
+
+
+@functools.cache
+def _lazy_columns(plural: str) -> list[dict[str, Any]]:
+    return _LAZY_COLUMNS[plural]()
 
 
 def _utc_now() -> datetime:

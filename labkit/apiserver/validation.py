@@ -1351,6 +1351,140 @@ def validate_event(obj: dict, old: dict | None) -> list[Cause]:
     return errs
 
 
+# ---------------------------------------------------------------------------
+# ConfigMap, Secret, ServiceAccount
+# ---------------------------------------------------------------------------
+
+_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+_CONFIG_KEY_RE = re.compile(f"^{_CONFIG_KEY_FMT}$")
+_CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+MAX_SECRET_SIZE = 1024 * 1024  # core.MaxSecretSize, also the limit of a ConfigMap's data
+IMMUTABLE_WHEN_SET = "field is immutable when `immutable` is set"
+
+
+def is_config_map_key(value: str) -> list[str]:
+    """validation.IsConfigMapKey: what a key of data/binaryData (and a projected file name) may be."""
+    errs = []
+    if len(value) > 253:
+        errs.append(max_len_error(253))
+    if not _CONFIG_KEY_RE.match(value):
+        errs.append(regex_error(_CONFIG_KEY_MSG, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+    if value == ".":
+        errs.append("must not be '.'")
+    elif value == "..":
+        errs.append("must not be '..'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _decoded_size(value: Any) -> int:
+    """The byte length of a base64 `[]byte` value as the API stores it (already checked by the registry)."""
+    text = _s(value)
+    return len(text) * 3 // 4 - text.count("=") if text else 0
+
+
+def validate_config_map(obj: dict, old: dict | None) -> list[Cause]:
+    errs: list[Cause] = []
+    if old is not None:
+        errs += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+        if old.get("immutable") is True:
+            if obj.get("immutable") is not True:
+                errs.append(forbidden("immutable", IMMUTABLE_WHEN_SET))
+            for key in ("data", "binaryData"):
+                if (obj.get(key) or {}) != (old.get(key) or {}):
+                    errs.append(forbidden(key, IMMUTABLE_WHEN_SET))
+    errs += validate_object_meta(obj.get("metadata"), True, name_is_dns_subdomain)
+    data, binary = _d(obj.get("data")), _d(obj.get("binaryData"))
+    total = 0
+    for key in sorted(data):  # Go ranges over a map in no set order; sorted keeps the causes stable
+        errs += [invalid(f"data[{key}]", key, m) for m in is_config_map_key(key)]
+        if key in binary:
+            errs.append(invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
+        total += len(_s(data[key]).encode())
+    for key in sorted(binary):
+        errs += [invalid(f"binaryData[{key}]", key, m) for m in is_config_map_key(key)]
+        total += _decoded_size(binary[key])
+    if total > MAX_SECRET_SIZE:
+        errs.append(too_long("", MAX_SECRET_SIZE))
+    return errs
+
+
+# Secret types and the data keys (or annotation) each requires (pkg/apis/core/types.go).
+SECRET_TYPE_SA_TOKEN = "kubernetes.io/service-account-token"
+_SECRET_REQUIRED_KEYS = {
+    "kubernetes.io/dockercfg": (".dockercfg",),
+    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+}
+
+
+_GO_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "bool", list: "array"}
+
+
+def _json_error(data: Any) -> str | None:
+    """Why a base64 value is not a JSON object, worded as Go's json.Unmarshal into a map words it; None if it is."""
+    import base64
+
+    raw = base64.b64decode(_s(data)).decode(errors="replace")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(raw.rstrip()):
+            return "unexpected end of JSON input"
+        return f"invalid character {raw[exc.pos]!r} looking for beginning of value"
+    if not isinstance(value, dict) and value is not None:
+        return (f"json: cannot unmarshal {_GO_JSON_TYPES.get(type(value), 'value')} into Go value of type "
+                "map[string]interface {}")
+    return None
+
+
+def validate_secret(obj: dict, old: dict | None) -> list[Cause]:
+    errs: list[Cause] = []
+    stype = _s(obj.get("type"))
+    if old is not None:
+        errs += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+        if stype != _s(old.get("type")):
+            errs.append(invalid("type", stype, FIELD_IMMUTABLE))
+        if old.get("immutable") is True:
+            if obj.get("immutable") is not True:
+                errs.append(forbidden("immutable", IMMUTABLE_WHEN_SET))
+            if (obj.get("data") or {}) != (old.get("data") or {}):
+                errs.append(forbidden("data", IMMUTABLE_WHEN_SET))
+    errs += validate_object_meta(obj.get("metadata"), True, name_is_dns_subdomain)
+    data = _d(obj.get("data"))
+    total = 0
+    for key in sorted(data):
+        errs += [invalid(f"data[{key}]", key, m) for m in is_config_map_key(key)]
+        total += _decoded_size(data[key])
+    if total > MAX_SECRET_SIZE:
+        errs.append(too_long("data", MAX_SECRET_SIZE))
+    if stype == SECRET_TYPE_SA_TOKEN:
+        if not _s(_d(_d(obj.get("metadata")).get("annotations")).get("kubernetes.io/service-account.name")):
+            errs.append(required("metadata.annotations[kubernetes.io/service-account.name]"))
+    elif stype == "kubernetes.io/basic-auth":
+        if "username" not in data and "password" not in data:
+            errs += [required("data[username]"), required("data[password]")]
+    elif stype == "kubernetes.io/ssh-auth":
+        if not _decoded_size(data.get("ssh-privatekey")):
+            errs.append(required("data[ssh-privatekey]"))
+    else:
+        for key in _SECRET_REQUIRED_KEYS.get(stype, ()):
+            if key not in data:
+                errs.append(required(f"data[{key}]"))
+            elif key.startswith(".docker") and (why := _json_error(data[key])):
+                errs.append(invalid(f"data[{key}]", "<secret contents redacted>", why))
+    return errs
+
+
+def validate_service_account(obj: dict, old: dict | None) -> list[Cause]:
+    errs: list[Cause] = []
+    if old is not None:
+        errs += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+    return errs + validate_object_meta(obj.get("metadata"), True, name_is_dns_subdomain)
+
+
 _VALIDATORS: dict[tuple[str, str], Callable[[dict, dict | None], list[Cause]]] = {
     ("", "Namespace"): validate_namespace,
     ("", "Node"): validate_node,
@@ -1358,6 +1492,9 @@ _VALIDATORS: dict[tuple[str, str], Callable[[dict, dict | None], list[Cause]]] =
     ("", "Service"): validate_service,
     ("", "Endpoints"): validate_endpoints,
     ("", "Event"): validate_event,
+    ("", "ConfigMap"): validate_config_map,
+    ("", "Secret"): validate_secret,
+    ("", "ServiceAccount"): validate_service_account,
     ("apps", "Deployment"): validate_deployment,
     ("apps", "ReplicaSet"): validate_replica_set,
     ("apps", "StatefulSet"): validate_stateful_set,

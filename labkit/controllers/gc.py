@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
-GC_RESOURCES = ("pods", "services", "endpoints", "endpointslices", "deployments", "replicasets", "statefulsets")
+GC_RESOURCES = ("pods", "services", "endpoints", "endpointslices", "deployments", "replicasets", "statefulsets",
+                "configmaps", "secrets", "serviceaccounts")
 
 Ref = tuple[str, str, str]  # (resource, namespace, name)
 

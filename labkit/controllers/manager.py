@@ -21,18 +21,21 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 RESOURCES = ("namespaces", "nodes", "pods", "services", "endpoints", "endpointslices",
-             "deployments", "replicasets", "statefulsets")
+             "deployments", "replicasets", "statefulsets", "configmaps", "secrets", "serviceaccounts")
 
 
 class Manager:
     """Owns the client, the informers, the pod/service indices and the work queues."""
 
-    def __init__(self, client: Any, informer_factory: Callable[[Any, str], Any] | None = None) -> None:
+    def __init__(self, client: Any, informer_factory: Callable[[Any, str], Any] | None = None, *,
+                 root_ca: bytes | None = None) -> None:
         if informer_factory is None:
             from labkit.client import Informer
 
             informer_factory = Informer
         self.client = client
+        # The CA bundle root-ca-cert-publisher hands to every namespace (kube-controller-manager --root-ca-file).
+        self.root_ca = root_ca if root_ca is not None else getattr(client, "ca_data", None)
         self._informers = {r: informer_factory(client, r) for r in RESOURCES}
         self._queues: list[WorkQueue] = []
         self._recorders: dict[str, EventRecorder] = {}
@@ -162,13 +165,16 @@ class Manager:
         from .gc import GarbageCollector, NamespaceController
         from .replicaset import ReplicaSetController
         from .scheduler import Scheduler
+        from .serviceaccounts import RootCACertPublisher, ServiceAccountsController
         from .statefulset import StatefulSetController
 
         self.controllers = [
             EndpointsController(self), EndpointSliceController(self), MirroringController(self),
             ReplicaSetController(self), DeploymentController(self), StatefulSetController(self),
-            Scheduler(self), GarbageCollector(self), NamespaceController(self),
+            Scheduler(self), GarbageCollector(self), NamespaceController(self), ServiceAccountsController(self),
         ]
+        if self.root_ca:
+            self.controllers.append(RootCACertPublisher(self, self.root_ca.decode()))
 
     async def start(self) -> None:
         """Start informers, wait for their first lists, then the work queues."""

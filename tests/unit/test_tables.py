@@ -629,9 +629,9 @@ def test_finished_pod_rows_carry_completed_condition() -> None:
 
 
 def test_unknown_resource_gets_default_columns() -> None:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("kube-root-ca.crt",
-                                                                    created="2024-05-01T12:00:00+02:00")}
-    table = to_table("configmaps", [cm], now=NOW)
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": meta("kube-root-ca.crt", created="2024-05-01T12:00:00+02:00")}
+    table = to_table("leases.example", [lease], now=NOW)
     assert [(c["name"], c["type"]) for c in table["columnDefinitions"]] == [("Name", "string"),
                                                                             ("Created At", "date")]
     assert table["rows"][0]["cells"] == ["kube-root-ca.crt", "2024-05-01T10:00:00Z"]
