@@ -38,6 +38,7 @@ from labkit.node import status as st_mod
 from labkit.node.images import ImageError, resolve_image
 from labkit.node.node import Node, container_id
 from labkit.node.nsutil import NetnsSockets
+from labkit.node.podfiles import SandboxConfigError
 from labkit.node.probes import Prober, probe_loop
 from labkit.node.sandbox import Sandbox, ensure_private_dir
 from labkit.node.status import Backoff, fmt_time, go_duration, pod_ref
@@ -47,6 +48,7 @@ log = logging.getLogger("labkit.node.kubelet")
 NODE_NAME = "labkit-control-plane"
 HEARTBEAT_SECONDS = 10.0
 DEFAULT_GRACE = 30
+SANDBOX_RETRY_SECONDS = 10.0  # kubelet's pod worker back-off after a failed sync (backOffPeriod)
 
 
 class KubeletRecorder(EventRecorder):
@@ -196,7 +198,14 @@ class PodWorker:
         if not self.adopted:
             self._adopt()
         if self.sandbox is None:
-            self.sandbox = await self.kl.ensure_sandbox(pod)
+            try:
+                self.sandbox = await self.kl.ensure_sandbox(pod)
+            except SandboxConfigError as exc:
+                # The pod stays Pending (ContainerCreating); kubelet's pod worker retries after its back-off.
+                self.event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
+                await self._write_status()
+                self.wake_at(time.time() + SANDBOX_RETRY_SECONDS)
+                return False
         for c in (pod.get("spec") or {}).get("containers") or []:
             await self._sync_container(c)
         await self._write_status()

@@ -11,6 +11,8 @@ Sources (read, not copied):
   kind runs containerd, so that is what `cat /etc/resolv.conf` shows in a kind pod.
 - kubernetes pkg/kubelet/kubelet_pods.go (managedHostsFileContent, hostsEntriesFromHostAliases,
   truncatePodHostnameIfNeeded, GeneratePodHostNameAndDomain).
+- kubernetes pkg/kubelet/util/util.go (GetNodenameForKernel): with `setHostnameAsFQDN: true` and a host domain
+  (spec.subdomain set), the kernel hostname, and so /etc/hostname, is the FQDN; /etc/hosts keeps the short name.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ MAX_SEARCH_PATHS = 32
 MAX_SEARCH_CHARS = 2048
 MAX_DOMAIN_LEN = 253
 HOSTNAME_MAX_LEN = 63
+FQDN_MAX_LEN = 64  # the kernel's nodename field: 64 characters and the terminating NUL
+
+
+class SandboxConfigError(ValueError):
+    """A pod whose sandbox cannot be configured (kubelet's generatePodSandboxConfig error)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,20 @@ def hosts_file(pod: dict[str, Any], pod_ips: Sequence[str], cluster_domain: str 
     return text
 
 
-def hostname_file(pod: dict[str, Any]) -> str:
-    """/etc/hostname: the pod's hostname and a newline (what containerd writes)."""
-    return pod_hostname_and_domain(pod)[0] + "\n"
+def kernel_hostname(pod: dict[str, Any], cluster_domain: str = "cluster.local") -> str:
+    """The hostname the pod's UTS namespace gets (GetNodenameForKernel): the short hostname, or the FQDN with
+    `setHostnameAsFQDN: true` when the pod has a host domain; SandboxConfigError if that FQDN is too long."""
+    hostname, domain = pod_hostname_and_domain(pod, cluster_domain)
+    if not (domain and pod.get("spec", {}).get("setHostnameAsFQDN") is True):
+        return hostname
+    fqdn = f"{hostname}.{domain}"
+    if len(fqdn) > FQDN_MAX_LEN:
+        raise SandboxConfigError(f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is "
+                                 f"too long ({FQDN_MAX_LEN} characters is the max, {len(fqdn)} characters "
+                                 "requested)")
+    return fqdn
+
+
+def hostname_file(pod: dict[str, Any], cluster_domain: str = "cluster.local") -> str:
+    """/etc/hostname: the kernel hostname and a newline (what containerd writes from the sandbox config)."""
+    return kernel_hostname(pod, cluster_domain) + "\n"

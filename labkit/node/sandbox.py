@@ -3,7 +3,7 @@
 A sandbox is three namespaces persisted as bind-mounted namespace files, the way `ip netns add` does:
 - network: /run/netns/<prefix>-p<key> (visible to `ip netns`), eth0 = one end of a veth whose other end
   (`veth<key>`) is attached to the node's cni0 bridge; lo up; routed point-to-point style (see below);
-- UTS: hostname = spec.hostname or the pod name;
+- UTS: hostname = spec.hostname or the pod name (the FQDN with setHostnameAsFQDN, podfiles.kernel_hostname);
 - mount: a copy of the host's mounts with /etc/hosts, /etc/hostname, /etc/resolv.conf bind-mounted from
   per-pod files, a small tmpfs on /run (so /var/run/secrets/kubernetes.io/serviceaccount can exist without
   touching the host's filesystem) and the service account directory bind-mounted read-only.
@@ -106,7 +106,7 @@ class SandboxManager:
     def _sandbox(self, pod: dict[str, Any], ip: str) -> Sandbox:
         meta = pod["metadata"]
         uid = meta["uid"]
-        hostname, _ = podfiles.pod_hostname_and_domain(pod, self.cluster_domain)
+        hostname = podfiles.kernel_hostname(pod, self.cluster_domain)
         netns = self.names.pod_netns(uid)
         return Sandbox(uid=uid, name=meta["name"], namespace=meta.get("namespace") or "default", ip=ip,
                        hostname=hostname, netns=netns, net_file=str(Names.netns_path(netns)),
@@ -124,10 +124,12 @@ class SandboxManager:
         return sandbox if complete else None
 
     def create(self, pod: dict[str, Any], serviceaccount_dir: str | None = None) -> Sandbox:
-        """Make the sandbox of `pod` (idempotent). `serviceaccount_dir` holds token, ca.crt, namespace."""
+        """Make the sandbox of `pod` (idempotent). `serviceaccount_dir` holds token, ca.crt, namespace.
+        Raises podfiles.SandboxConfigError, before anything is made, for a pod no sandbox can be made for."""
         existing = self.get(pod)
         if existing:
             return existing
+        podfiles.kernel_hostname(pod, self.cluster_domain)
         uid = pod["metadata"]["uid"]
         ip = self.ipam.allocate(uid)
         sandbox = self._sandbox(pod, ip)
@@ -161,7 +163,7 @@ class SandboxManager:
         pod_dir = Path(sb.pod_dir)
         (pod_dir / "logs").mkdir(parents=True, exist_ok=True)
         (pod_dir / "hosts").write_text(podfiles.hosts_file(pod, [sb.ip], self.cluster_domain))
-        (pod_dir / "hostname").write_text(podfiles.hostname_file(pod))
+        (pod_dir / "hostname").write_text(podfiles.hostname_file(pod, self.cluster_domain))
         (pod_dir / "resolv.conf").write_text(podfiles.resolv_conf(
             pod, cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain,
             node_resolv_conf=self.node_resolv_conf))

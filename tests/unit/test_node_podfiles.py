@@ -1,6 +1,15 @@
 """Per-pod files as kubelet (+ containerd) writes them: resolv.conf, /etc/hosts, hostname."""
 
-from labkit.node.podfiles import hostname_file, hosts_file, pod_hostname_and_domain, resolv_conf
+import pytest
+
+from labkit.node.podfiles import (
+    SandboxConfigError,
+    hostname_file,
+    hosts_file,
+    kernel_hostname,
+    pod_hostname_and_domain,
+    resolv_conf,
+)
 
 NODE_RESOLV = "# node\nnameserver 203.0.113.53\nsearch example.net.\noptions edns0\n"
 
@@ -66,3 +75,26 @@ def test_hostname_prefers_spec_hostname_and_truncates():
     long = "a" * 62 + "-b"
     assert pod_hostname_and_domain(pod(name=long))[0] == "a" * 62
     assert hostname_file(pod(name="p")) == "p\n"
+
+
+def test_set_hostname_as_fqdn_makes_the_kernel_hostname_the_fqdn():
+    p = pod(name="busybox-1", ns="my-namespace", hostname="busybox-1", subdomain="busybox-subdomain",
+            setHostnameAsFQDN=True)
+    fqdn = "busybox-1.busybox-subdomain.my-namespace.svc.cluster.local"
+    assert kernel_hostname(p) == fqdn and hostname_file(p) == fqdn + "\n"
+    # /etc/hosts keeps the short name beside the FQDN.
+    assert f"10.244.0.9\t{fqdn}\tbusybox-1\n" in hosts_file(p, ["10.244.0.9"])
+    # Without a subdomain there is no host domain: the short name stays (kubelet's rule).
+    assert kernel_hostname(pod(name="solo", setHostnameAsFQDN=True)) == "solo"
+    assert kernel_hostname(pod(name="busybox-1", subdomain="s", setHostnameAsFQDN=False)) == "busybox-1"
+
+
+def test_an_fqdn_longer_than_64_characters_is_kubelets_error():
+    p = pod(name="a" * 30, ns="my-namespace", subdomain="busybox-subdomain", setHostnameAsFQDN=True)
+    fqdn = "a" * 30 + ".busybox-subdomain.my-namespace.svc.cluster.local"
+    with pytest.raises(SandboxConfigError) as err:
+        kernel_hostname(p)
+    assert str(err.value) == (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too "
+                              f"long (64 characters is the max, {len(fqdn)} characters requested)")
+    exact = pod(name="a" * 15, ns="my-namespace", subdomain="busybox-subdomain", setHostnameAsFQDN=True)
+    assert len(kernel_hostname(exact)) == 64
