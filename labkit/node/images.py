@@ -22,8 +22,17 @@ TOOLBOX_REPOS = {"busybox", "alpine", "debian", "ubuntu", "nicolaka/netshoot", "
                  "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl"}
 SHELLS = {"sh", "bash", "ash", "dash"}
 
-SUPPORTED = ("nginx[:tag] (an nginx-like web server on :80); "
-             "registry.k8s.io/e2e-test-images/agnhost:<tag> with netexec, serve-hostname or pause; "
+# nginx-slim (kubernetes/ingress-nginx images/nginx-slim, the StatefulSet tutorial's image): the nginx release a
+# tag was built from, where its release notes say (0.16: build.sh; 0.23: ingress-nginx#1087); other tags report
+# the nearest cited tag below them.
+NGINX_SLIM_VERSIONS = {(0, 16): "1.11.12", (0, 23): "1.13.4"}
+SERVE_HOSTNAME_REPOS = {"serve_hostname", "google_containers/serve_hostname", "google-containers/serve_hostname",
+                        "e2e-test-images/serve-hostname"}
+
+SUPPORTED = ("nginx[:tag] and registry.k8s.io/nginx-slim (an nginx-like web server on :80); "
+             "registry.k8s.io/e2e-test-images/agnhost:<tag> with connect, dns-server-list, dns-suffix, etc-hosts, "
+             "netexec, pause, porter, serve-hostname or test-webserver; "
+             "registry.k8s.io/serve_hostname (its hostname on :9376); "
              "busybox, alpine, debian, ubuntu, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
              "(toolbox: `sleep`, `sh -c` scripts, otherwise sleeps so `kubectl exec` works); "
              "registry.k8s.io/coredns/coredns (labkit's cluster DNS)")
@@ -47,6 +56,14 @@ class ImageError:
     image: str
     message: str
     reason: str = "ErrImagePull"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A file an image holds in its container's root filesystem that the node provides itself."""
+
+    data: bytes
+    mode: int = 0o644
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,14 @@ def nginx_version(tag: str) -> str:
     return NGINX_MINOR_PATCH.get(m.group(1), m.group(1) + ".0")
 
 
+def nginx_slim_version(tag: str) -> str:
+    """The nginx version an nginx-slim tag runs (see NGINX_SLIM_VERSIONS)."""
+    m = re.match(r"^(\d+)\.(\d+)", tag)
+    wanted = (int(m.group(1)), int(m.group(2))) if m else max(NGINX_SLIM_VERSIONS)
+    cited = [t for t in sorted(NGINX_SLIM_VERSIONS) if t <= wanted] or [min(NGINX_SLIM_VERSIONS)]
+    return NGINX_SLIM_VERSIONS[cited[-1]]
+
+
 def toolbox(argv: list[str]) -> Workload:
     """A toolbox container's command: `sleep N`, a shell script, or sleep forever."""
     if not argv:
@@ -112,13 +137,22 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
     base = repo.rsplit("/", 1)[-1]
     if repo == "nginx" or (base == "nginx" and ref.registry != "docker.io"):
         return Workload("nginx", {"version": nginx_version(ref.tag), "port": 80})
+    if base == "nginx-slim":
+        return Workload("nginx", {"version": nginx_slim_version(ref.tag), "port": 80})
+    if repo in SERVE_HOSTNAME_REPOS:
+        # ENTRYPOINT ["/serve_hostname"]: its flags are the args; another command runs in the busybox base.
+        if command and os.path.basename(command[0]) not in ("serve_hostname", "serve-hostname"):
+            return toolbox(command + args)
+        return Workload("agnhost", {"argv": ["serve-hostname", *(command[1:] + args)]})
     if base == "agnhost":
+        from labkit.node.workloads.agnhost import EXECUTABLE_PATHS, SUBCOMMANDS
+
+        names = {os.path.basename(p) for p in EXECUTABLE_PATHS}
         argv = command + args if command else (args or ["pause"])
-        if command and os.path.basename(argv[0]) != "agnhost":
+        if command and os.path.basename(argv[0]) not in names:
             return toolbox(argv)  # e.g. the dnsutils pod of the Kubernetes docs: agnhost + `sleep infinity`
-        if os.path.basename(argv[0]) == "agnhost":
+        if os.path.basename(argv[0]) in names:
             argv = argv[1:] or ["pause"]
-        from labkit.node.workloads.agnhost import SUBCOMMANDS
 
         if argv[0] not in SUBCOMMANDS:
             return ImageError(image, f"agnhost subcommand {argv[0]!r} is not built into the embedded labkit node; "
@@ -135,3 +169,15 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
         return Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", *own]})
     return ImageError(image, f'Failed to pull image "{image}": the embedded labkit node cannot pull images. '
                              f"It runs these built-in images: {SUPPORTED}")
+
+
+def image_files(image: str) -> dict[str, ImageFile]:
+    """Files of `image` a container's root filesystem must hold at these paths, beyond what every container
+    gets: agnhost's executable at /agnhost (its ENTRYPOINT; `kubectl exec POD -- /agnhost dns-suffix`) and
+    the /agnhost-2 alias the e2e entrypoint tests use."""
+    if ImageRef.parse(image).repository.rsplit("/", 1)[-1] != "agnhost":
+        return {}
+    from labkit.node.workloads.agnhost import EXECUTABLE_PATHS, launcher_script
+
+    launcher = ImageFile(launcher_script().encode(), 0o755)
+    return dict.fromkeys(EXECUTABLE_PATHS, launcher)

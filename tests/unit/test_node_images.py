@@ -2,7 +2,7 @@
 
 import sys
 
-from labkit.node.images import ImageError, ImageRef, Workload, resolve_image
+from labkit.node.images import ImageError, ImageRef, Workload, image_files, resolve_image
 
 
 def test_image_ref_parsing():
@@ -26,8 +26,33 @@ def test_agnhost_subcommands():
     assert resolve_image(img).spec["argv"] == ["pause"]  # the image's default CMD
     # The Kubernetes docs' dnsutils pod: agnhost with `sleep infinity`.
     assert resolve_image(img, ["sleep", "infinity"]) == Workload("toolbox", {"mode": "sleep", "seconds": None})
-    err = resolve_image(img, None, ["porter"])
-    assert isinstance(err, ImageError) and "porter" in err.message
+    for sub in ("connect", "dns-suffix", "dns-server-list", "etc-hosts", "porter", "test-webserver"):
+        assert resolve_image(img, None, [sub]) == Workload("agnhost", {"argv": [sub]})
+    assert resolve_image(img, ["/agnhost-2", "pause"]).spec["argv"] == ["pause"]
+    err = resolve_image(img, None, ["guestbook"])
+    assert isinstance(err, ImageError) and "guestbook" in err.message
+
+
+def test_agnhost_containers_get_the_agnhost_executable():
+    files = image_files("registry.k8s.io/e2e-test-images/agnhost:2.39")
+    assert set(files) == {"/agnhost", "/agnhost-2"} and files["/agnhost"].mode == 0o755
+    script = files["/agnhost"].data.decode()
+    assert script.startswith(f"#!{sys.executable}\n") and "from labkit.node.workloads.agnhost import cli" in script
+    assert image_files("nginx:1.25") == {}
+
+
+def test_documentation_images():
+    # Debug Services: `kubectl create deployment hostnames --image=registry.k8s.io/serve_hostname` (port 9376).
+    for image in ("registry.k8s.io/serve_hostname", "k8s.gcr.io/serve_hostname:1.4",
+                  "gcr.io/google_containers/serve_hostname"):
+        assert resolve_image(image) == Workload("agnhost", {"argv": ["serve-hostname"]})
+    assert resolve_image("registry.k8s.io/serve_hostname", None, ["-udp", "-http=false"]).spec["argv"] == [
+        "serve-hostname", "-udp", "-http=false"]
+    assert resolve_image("registry.k8s.io/serve_hostname", ["sh", "-c", "true"]).kind == "toolbox"
+    # The StatefulSet tutorial's nginx-slim tags.
+    for tag, version in (("0.8", "1.11.12"), ("0.21", "1.11.12"), ("0.24", "1.13.4"), ("0.27", "1.13.4")):
+        assert resolve_image(f"registry.k8s.io/nginx-slim:{tag}") == Workload("nginx", {"version": version,
+                                                                                       "port": 80})
 
 
 def test_toolbox_commands():

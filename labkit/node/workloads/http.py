@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import socket
+import ssl as ssl_lib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -115,11 +116,11 @@ async def _serve_connection(handler: Handler, server_header: str | None, reader:
 
 
 async def serve_http(handler: Handler, port: int, host: str | None = None,
-                     server_header: str | None = None) -> asyncio.Server:
-    """Listen on host:port (all addresses by default) and answer with `handler`."""
+                     server_header: str | None = None, ssl: ssl_lib.SSLContext | None = None) -> asyncio.Server:
+    """Listen on host:port (all addresses by default) and answer with `handler` (over TLS with `ssl`)."""
     return await asyncio.start_server(
         lambda r, w: _serve_connection(handler, server_header, r, w), host=host or "0.0.0.0", port=port,
-        family=socket.AF_INET, reuse_address=True)
+        family=socket.AF_INET, reuse_address=True, ssl=ssl)
 
 
 class UDPHandler(asyncio.DatagramProtocol):

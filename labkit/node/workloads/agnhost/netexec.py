@@ -1,63 +1,18 @@
-"""agnhost (kubernetes test/images/agnhost) subcommands `netexec`, `serve-hostname` and `pause`.
-
-Behaviour follows test/images/agnhost/netexec/netexec.go, serve-hostname/serve_hostname.go and
-pause/pause.go: same ports, flags, endpoints, bodies (no trailing newline on /hostname), JSON shapes of
-/dial and /shell, UDP commands, and Go's `log` line format on stderr.
-"""
+"""agnhost netexec (test/images/agnhost/netexec/netexec.go): same ports, flags, endpoints, bodies (no trailing
+newline on /hostname), JSON shapes of /dial and /shell, UDP commands, and Go's `log` line format on stderr."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
-import sys
 import time
 from typing import Any
 
+from labkit.node.workloads.agnhost.common import TEXT, go_error, hostname, log, parse_flags
 from labkit.node.workloads.http import Request, Response, serve_http, serve_udp
 
-TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
-
-def log(msg: str) -> None:
-    """Go's log.Printf: `2006/01/02 15:04:05 msg`."""
-    print(time.strftime("%Y/%m/%d %H:%M:%S ") + msg, file=sys.stderr, flush=True)
-
-
-def parse_flags(argv: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
-    """cobra/pflag style: `--name=value`, `--name value`, `--flag` for booleans."""
-    flags = dict(defaults)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("-"):
-            continue
-        name, eq, value = arg.lstrip("-").partition("=")
-        key = name.replace("-", "_")
-        if key not in flags:
-            continue
-        if isinstance(flags[key], bool):
-            flags[key] = value.lower() not in ("false", "0") if eq else True
-            continue
-        if not eq and i < len(argv):
-            value = argv[i]
-            i += 1
-        flags[key] = int(value) if isinstance(flags[key], int) else value
-    return flags
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def go_error(status: int, msg: str) -> Response:
-    """net/http.Error: text body with a newline."""
-    return Response(status, (msg + "\n").encode(), [*TEXT, ("X-Content-Type-Options", "nosniff")])
-
-
-# --------------------------------------------------------------------------------------------- netexec
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -97,7 +52,7 @@ async def _dial_udp(host: str, port: int, request: str) -> str:
         sock.close()
 
 
-def netexec(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     flags = parse_flags(argv, {"http_port": 8080, "udp_port": 8081, "sctp_port": -1, "http_override": "",
                                "udp_listen_addresses": "", "tls_cert_file": "", "tls_private_key_file": "",
                                "delay_shutdown": 0})
@@ -226,62 +181,3 @@ def netexec(argv: list[str]) -> int:
 
     return asyncio.run(run())
 
-
-# -------------------------------------------------------------------------------------- serve-hostname
-def serve_hostname(argv: list[str]) -> int:
-    flags = parse_flags(argv, {"http": True, "tcp": False, "udp": False, "close": False, "port": 9376})
-    if flags["http"] and (flags["tcp"] or flags["udp"]):
-        log("Can't server TCP/UDP mode and HTTP mode at the same time")  # log.Fatalf: exit status 1
-        return 1
-    port = flags["port"]
-    name = hostname()
-
-    async def handler(req: Request) -> Response:
-        log(f"HTTP request from {req.peer[0]}:{req.peer[1]}")
-        return Response(200, name.encode(), TEXT, close=flags["close"])
-
-    async def tcp_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        log(f"TCP request from {peer[0]}:{peer[1]}")
-        writer.write(name.encode())
-        await writer.drain()
-        writer.close()
-
-    def udp_answer(data: bytes, addr: tuple[str, int]) -> bytes:
-        log(f"UDP request from {addr[0]}:{addr[1]}")
-        return name.encode()
-
-    async def run() -> int:
-        loop = asyncio.get_running_loop()
-        term = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, term.set)
-        if flags["tcp"]:
-            await asyncio.start_server(tcp_client, "0.0.0.0", port, reuse_address=True)
-        if flags["udp"]:
-            await serve_udp(udp_answer, port)
-        if flags["http"]:
-            await serve_http(handler, port)
-        log(f"Serving on port {port}.")
-        await term.wait()
-        # Like upstream: keep serving until the kubelet's grace period ends (it then sends SIGKILL).
-        log("Shutting down after receiving signal: terminated.")
-        log("Awaiting pod deletion.")
-        await asyncio.sleep(60)
-        return 0
-
-    return asyncio.run(run())
-
-
-# ------------------------------------------------------------------------------------------------ pause
-def pause(argv: list[str]) -> int:
-    from labkit.node.workloads.toolbox import pause as tiny_pause
-
-    return tiny_pause({})
-
-
-SUBCOMMANDS = {"netexec": netexec, "serve-hostname": serve_hostname, "pause": pause}
-
-
-def main(spec: dict[str, Any]) -> int:
-    argv = list(spec.get("argv") or ["pause"])
-    return SUBCOMMANDS[argv[0]](argv[1:])

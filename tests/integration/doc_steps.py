@@ -1,0 +1,114 @@
+"""Helpers for tests that follow the Kubernetes documentation's pages step by step on the embedded cluster.
+
+Every request to a cluster address runs inside the cluster (`kubectl exec` into a pod, or labkit's node
+namespace through `labkit curl`/`labkit dig`), never from the host's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NEEDS_ROOT = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "nft")),
+    reason="needs root and ip/nsenter/unshare/nft")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Page:
+    """One documentation page followed on one cluster: kubectl as a reader types it, plus what the page's
+    steps need (waiting for pods, running commands in a pod or on the node)."""
+
+    def __init__(self, cluster: Any, namespace: str = "default") -> None:
+        self.cluster = cluster
+        self.ns = namespace
+        self.state: dict[str, Any] = {}
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl(*args, check=check, input=input, timeout=timeout)
+
+    def out(self, *args: str, input: str | None = None) -> str:
+        """stdout of a kubectl command that must succeed."""
+        return self.kubectl(*args, input=input).stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.out(*args, "-o", "json"))
+
+    def apply(self, manifest: str) -> str:
+        return self.out("apply", "-f", "-", input=manifest)
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return self.json("get", "pods", "-l", selector)["items"]
+
+    def wait_pods_ready(self, selector: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """The `count` pods of `selector`, once all are Ready (and no other is left terminating)."""
+        def ready() -> list[dict[str, Any]] | None:
+            pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]
+            ok = len(pods) == count and all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+                for p in pods)
+            return pods if ok and len(self.pods(selector)) == count else None
+
+        return wait_until(ready, timeout, f"{count} ready pods of {selector}")
+
+    def wait_pod_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        self.kubectl("wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s",
+                     timeout=timeout + 15)
+        return self.json("get", "pod", name)
+
+    def exec(self, pod: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`kubectl exec POD -- COMMAND` (a command a reader types inside the pod)."""
+        return self.kubectl("exec", pod, "--", *command, check=check)
+
+    def sh(self, pod: str, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.exec(pod, "sh", "-c", script, check=check)
+
+    def labkit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`labkit …` against this cluster: what a reader runs "on a node" (the node's namespace)."""
+        proc = subprocess.run([sys.executable, "-m", "labkit", "--home", str(self.cluster.home), *args],
+                              capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"labkit {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
+        return proc
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return self.json("get", "events", "--field-selector", f"involvedObject.name={name}")["items"]
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """kubectl's table output as rows keyed by column header (columns split on runs of 2+ spaces is not
+    safe for empty cells, so cells are cut at the header's column starts)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = lines[0]
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    names = header.split()
+    rows = []
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows.append(dict(zip(names, cells, strict=True)))
+    return rows
+
+
+def manifest(path: Path) -> str:
+    return path.read_text()

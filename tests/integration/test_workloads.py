@@ -1,0 +1,143 @@
+"""The documentation's images in real pods: agnhost's subcommands, serve_hostname, nginx-slim, and
+`setHostnameAsFQDN`, observed the way the pages and the e2e tests observe them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.doc_steps import NEEDS_ROOT, Page, wait_until
+
+pytestmark = [pytest.mark.integration, NEEDS_ROOT]
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+
+
+@pytest.fixture
+def page(cluster: Any, namespace: str) -> Page:
+    page = Page(cluster, namespace)
+    page.kubectl = lambda *a, **kw: cluster.kubectl("-n", namespace, *a, **kw)  # type: ignore[method-assign]
+    return page
+
+
+def pod(name: str, image: str, *, args: list[str] | None = None, command: list[str] | None = None,
+        restart: str = "Always", **spec: Any) -> str:
+    container: dict[str, Any] = {"name": name, "image": image}
+    if args is not None:
+        container["args"] = args
+    if command is not None:
+        container["command"] = command
+    for key in ("env", "ports"):
+        if key in spec:
+            container[key] = spec.pop(key)
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+                       "spec": {"containers": [container], "restartPolicy": restart, **spec}})
+
+
+def finished_logs(page: Page, name: str) -> tuple[str, str]:
+    """(phase, logs) of a run-to-completion pod once it has finished."""
+    phase = wait_until(lambda: page.json("get", "pod", name)["status"].get("phase") in ("Succeeded", "Failed")
+                       and page.json("get", "pod", name)["status"]["phase"], 60, f"pod {name} to finish")
+    return phase, page.out("logs", name)
+
+
+def test_agnhost_dns_subcommands_print_the_pods_resolver_files(page: Page) -> None:
+    for sub in ("dns-suffix", "dns-server-list", "etc-hosts"):
+        page.apply(pod(sub, AGNHOST, args=[sub], restart="Never"))
+    assert finished_logs(page, "dns-suffix") == (
+        "Succeeded", f"{page.ns}.svc.cluster.local,svc.cluster.local,cluster.local\n")
+    assert finished_logs(page, "dns-server-list") == ("Succeeded", "10.96.0.10\n")
+    phase, hosts = finished_logs(page, "etc-hosts")
+    ip = page.json("get", "pod", "etc-hosts")["status"]["podIP"]
+    assert phase == "Succeeded" and hosts.startswith("# Kubernetes-managed hosts file.\n")
+    assert hosts.endswith(f"{ip}\tetc-hosts\n\n")  # the file, then Println's newline
+
+
+def test_agnhost_connect_reports_success_and_refusal(page: Page) -> None:
+    page.apply(pod("server", AGNHOST, args=["netexec", "--http-port=8080"]))
+    ip = page.wait_pod_ready("server")["status"]["podIP"]
+    page.apply(pod("reach", AGNHOST, args=["connect", f"{ip}:8080", "--timeout=5s"], restart="Never"))
+    page.apply(pod("refused", AGNHOST, args=["connect", f"{ip}:9999", "--timeout=5s"], restart="Never"))
+    page.apply(pod("noname", AGNHOST, args=["connect", "no-such-service:80", "--timeout=5s"], restart="Never"))
+    assert finished_logs(page, "reach") == ("Succeeded", "")
+    assert finished_logs(page, "refused") == ("Failed", "REFUSED\n")
+    phase, logs = finished_logs(page, "noname")
+    assert phase == "Failed" and logs.startswith("DNS: lookup no-such-service on 10.96.0.10:53: ")
+    status = page.json("get", "pod", "refused")["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert status["exitCode"] == 1 and status["reason"] == "Error"
+
+
+def test_agnhost_porter_serves_its_environment(page: Page) -> None:
+    env = [{"name": "SERVE_PORT_8080", "value": "foo"}, {"name": "SERVE_TLS_PORT_8443", "value": "tls foo"}]
+    page.apply(pod("porter", AGNHOST, args=["porter"], env=env))
+    page.apply(pod("client", "busybox", command=["sleep", "3600"]))
+    ip = page.wait_pod_ready("porter")["status"]["podIP"]
+    page.wait_pod_ready("client")
+    assert page.exec("client", "curl", "-s", f"http://{ip}:8080/").stdout == "foo"
+    assert page.exec("client", "curl", "-sk", f"https://{ip}:8443/").stdout == "tls foo"
+
+
+def test_agnhost_test_webserver_serves_the_containers_files(page: Page) -> None:
+    page.apply(pod("webserver", AGNHOST, args=["test-webserver"], ports=[{"containerPort": 80}]))
+    page.apply(pod("client", "busybox", command=["sleep", "3600"]))
+    ip = page.wait_pod_ready("webserver")["status"]["podIP"]
+    page.wait_pod_ready("client")
+    # /etc/hostname and /etc/resolv.conf are the pod's own: the server reads its container's filesystem.
+    assert page.exec("client", "curl", "-s", f"http://{ip}/etc/hostname").stdout == "webserver\n"
+    resolv = page.exec("client", "curl", "-s", f"http://{ip}/etc/resolv.conf").stdout
+    assert resolv.startswith(f"search {page.ns}.svc.cluster.local ")
+    head = page.exec("client", "curl", "-sI", f"http://{ip}/etc/nothing-here").stdout
+    assert head.startswith("HTTP/1.1 404 Not Found\n") and "Access-Control-Allow-Origin: *\n" in head
+
+
+def test_serve_hostname_and_nginx_slim_images(page: Page) -> None:
+    page.out("create", "deployment", "hostnames", "--image=registry.k8s.io/serve_hostname")
+    page.apply(pod("web-0", "registry.k8s.io/nginx-slim:0.24", ports=[{"containerPort": 80, "name": "web"}]))
+    page.apply(pod("client", "busybox", command=["sleep", "3600"]))
+    hostnames = page.wait_pods_ready("app=hostnames", 1)[0]
+    web = page.wait_pod_ready("web-0")
+    page.wait_pod_ready("client")
+    name, ip = hostnames["metadata"]["name"], hostnames["status"]["podIP"]
+    assert page.exec("client", "wget", "-qO-", f"{ip}:9376").stdout == name  # no trailing newline
+    assert "Serving on port 9376." in page.out("logs", name)
+    headers = page.exec("client", "curl", "-sI", f"http://{web['status']['podIP']}/").stdout
+    assert "Server: nginx/1.13.4\n" in headers
+
+
+def test_set_hostname_as_fqdn(page: Page) -> None:
+    page.apply(json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sub"},
+                           "spec": {"clusterIP": "None", "selector": {"app": "fqdn"}, "ports": [{"port": 80}]}}))
+    spec = {"hostname": "b1", "subdomain": "sub", "setHostnameAsFQDN": True}
+    page.apply(pod("fqdn", "busybox", command=["sleep", "3600"], **spec))
+    page.wait_pod_ready("fqdn")
+    fqdn = f"b1.sub.{page.ns}.svc.cluster.local"
+    assert len(fqdn) <= 64
+    assert page.exec("fqdn", "hostname").stdout == fqdn + "\n"
+    assert page.exec("fqdn", "hostname", "--fqdn").stdout == fqdn + "\n"
+    assert page.exec("fqdn", "cat", "/etc/hostname").stdout == fqdn + "\n"
+    assert page.exec("fqdn", "sh", "-c", "echo $HOSTNAME").stdout == fqdn + "\n"
+    # Without setHostnameAsFQDN the same pod's hostname is the short one.
+    page.apply(pod("short", "busybox", command=["sleep", "3600"], hostname="b2", subdomain="sub"))
+    page.wait_pod_ready("short")
+    assert page.exec("short", "hostname").stdout == "b2\n"
+
+
+def test_an_fqdn_over_64_characters_keeps_the_pod_pending_with_kubelets_event(page: Page) -> None:
+    name = "a-rather-long-pod-hostname"
+    page.apply(pod("toolong", "busybox", command=["sleep", "3600"], hostname=name,
+                   subdomain="busybox-subdomain", setHostnameAsFQDN=True))
+    fqdn = f"{name}.busybox-subdomain.{page.ns}.svc.cluster.local"
+    assert len(fqdn) > 64
+    events = wait_until(lambda: [e for e in page.events("toolong") if e["reason"] == "FailedCreatePodSandBox"],
+                        30, "the FailedCreatePodSandBox event")
+    assert events[0]["type"] == "Warning"
+    assert events[0]["message"] == (
+        f"Failed to create pod sandbox: failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} "
+        f"is too long (64 characters is the max, {len(fqdn)} characters requested)")
+    status = page.json("get", "pod", "toolong")["status"]
+    assert status["phase"] == "Pending" and "podIP" not in status
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    row = page.out("get", "pod", "toolong", "--no-headers").split()
+    assert row[1:3] == ["0/1", "ContainerCreating"]
