@@ -1,10 +1,11 @@
 """The `labkit` command.
 
-    labkit up                 start the embedded cluster (returns once the API answers)
+    labkit up [--proxy-mode ipvs|nftables]   start the embedded cluster (returns once the API answers)
     labkit down               stop it and delete its state
     labkit status [--json]    what runs, where
     labkit kubeconfig         the kubeconfig's absolute path
     labkit ipvs [--stats|--rate] [--json]          the load balancer's table, as `ipvsadm -L -n` prints it
+    labkit nft                                     nftables mode's rules, as `nft list table ip kube-proxy` prints them
     labkit curl URL [--from POD] [--count N]       HTTP from inside the cluster: which pod answered
     labkit dig NAME [TYPE] [--from POD] [--json]   ask the cluster DNS, from inside the cluster
 
@@ -31,11 +32,12 @@ def _home(args: argparse.Namespace) -> Path | None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
-    paths, started = embedded.up(_home(args), timeout=args.timeout)
+    paths, started = embedded.up(_home(args), timeout=args.timeout, proxy_mode=args.proxy_mode)
     if args.wait:
         embedded.wait_usable(paths, timeout=args.timeout)
     if started:
-        print(f"labkit: embedded cluster is up in {time.monotonic() - start:.2f}s ({paths.home})")
+        print(f"labkit: embedded cluster is up in {time.monotonic() - start:.2f}s, kube-proxy in "
+              f"{paths.proxy_mode()} mode ({paths.home})")
     else:
         print(f"labkit: embedded cluster is already running ({paths.home})")
     print(f"export KUBECONFIG={paths.kubeconfig}")
@@ -62,6 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"backend:    embedded ({info['home']})")
     print(f"server:     {info.get('server', '?')} ({'ready' if info['apiserverReady'] else 'not ready'})")
     print(f"kubeconfig: {info['kubeconfig']}")
+    print(f"proxy mode: {info['proxyMode']}")
     for name, comp in info.get("components", {}).items():
         state = "running" if comp["running"] else "stopped"
         print(f"  {name:<20} {state:<8} pid {comp['pid']}  restarts {comp['restarts']}")
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--wait", action="store_true",
                    help="also wait until the node is Ready and the cluster DNS answers through its Service")
+    p.add_argument("--proxy-mode", choices=embedded.PROXY_MODES, default=None,
+                   help=f"kube-proxy's mode for the cluster's life (default: {embedded.DEFAULT_PROXY_MODE})")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the cluster and delete its state").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="show what runs")
@@ -103,6 +108,7 @@ def _tool(target: str) -> Callable[[list[str], Path], int]:
 
 _TOOLS = (
     ("ipvs", "labkit.agent.cli:ipvs_main", "the load balancer's table, as ipvsadm -L -n prints it"),
+    ("nft", "labkit.agent.cli:nft_main", "nftables mode's rules, as nft list table ip kube-proxy prints them"),
     ("curl", "labkit.agent.cli:curl_main", "HTTP requests from inside the cluster: which pod answered"),
     ("dig", "labkit.dns.dig:dig_main", "query the cluster DNS from inside the cluster network"),
 )

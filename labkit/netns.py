@@ -91,8 +91,8 @@ class NetnsSockets:
         finally:
             os.close(fd)
 
-    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
-        return self._pool.submit(socket.socket, family, type).result()
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM, proto: int = 0) -> socket.socket:
+        return self._pool.submit(socket.socket, family, type, proto).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -1,4 +1,8 @@
-"""`python -m labkit.agent`: the IPVS agent, a kube-proxy (IPVS mode) that knows only the Kubernetes API.
+"""`python -m labkit.agent`: the node's kube-proxy, in IPVS mode or nftables mode, knowing only the Kubernetes API.
+
+`--proxy-mode ipvs` (the article's) programs IPVS virtual servers (the userspace data plane here, kernel IPVS
+where it exists); `--proxy-mode nftables` programs kube-proxy's `ip kube-proxy` table into the node namespace's
+kernel (nftables.py). Both render the same desired state (desired.py, incremental.py).
 
 Informers on Services and EndpointSlices; nothing is programmed until both have synced; every change requests a
 sync, coalesced by a bounded-frequency runner (kube-proxy's BoundedFrequencyRunner: at most one run per
@@ -42,6 +46,8 @@ from labkit.agent.control import serve_control
 from labkit.agent.incremental import DesiredCache
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
 from labkit.agent.model import Table, VSKey
+from labkit.agent.nftables import NftablesProxier, NftError
+from labkit.agent.nftables import cleanup as nftables_cleanup
 from labkit.agent.state import TableSaver, load_table, restore_ops
 from labkit.agent.sync import Syncer
 from labkit.agent.userspace import UserspaceDataPlane
@@ -98,8 +104,11 @@ class Agent:
         self.netns = netns
         self._node_ips = node_ips
         self.state_file = state_file
+        # nftables mode: the backend is the nftables proxier, which renders ServicePorts itself
+        self.proxier: NftablesProxier | None = backend if isinstance(backend, NftablesProxier) else None
         self.syncer = Syncer(backend)
-        self.cache = DesiredCache(node_name, scheduler)
+        self.cache = DesiredCache(node_name, scheduler, ipvs=self.proxier is None)
+        self._runner: BoundedFrequencyRunner | None = None
         self.full_period = 30.0       # a full sync at least this often (the runner's sync period)
         self._full_needed = True
         self._last_full = 0.0
@@ -125,6 +134,9 @@ class Agent:
         """A partial sync of the Services changed since the last sync, or a full one when it is due."""
         start = time.perf_counter()
         full = self._full_needed or time.monotonic() - self._last_full >= self.full_period
+        if self.proxier is not None:
+            self._sync_nftables(full, start)
+            return
         failed_before = self.syncer.failures
         if full:
             self._last_full = time.monotonic()
@@ -144,6 +156,37 @@ class Agent:
                           "full": full}
         if not self.first_sync:
             self.first_sync = self.last_sync
+
+    def _sync_nftables(self, full: bool, start: float) -> None:
+        """One `nft -f` transaction: everything (full) or the Services changed since the last sync."""
+        assert self.proxier is not None
+        if full:
+            self._last_full = time.monotonic()
+            self._full_needed = False
+            node_ips = self.node_ips()
+            self.cache.rebuild(self.services.items(), self.slices.items(), node_ips)
+            self.proxier.node_ips = [ip for ip in node_ips if "." in ip and not ip.startswith("127.")]
+            self.cache.take_changed()
+            changed = None
+        else:
+            self.cache.update()
+            changed = self.cache.take_changed()
+        lines = 0
+        if full or changed or self.proxier.stale_due() == 0:
+            try:
+                lines = self.proxier.sync(self.cache.ports, changed)
+            except NftError:
+                log.exception("nftables sync failed; the next sync is a full one")
+                self._full_needed = True
+        if lines:
+            log.info("sync (%s): a transaction of %d lines in %.1f ms", "full" if full else "partial", lines,
+                     (time.perf_counter() - start) * 1e3)
+        self.last_sync = {"at": time.time(), "seconds": time.perf_counter() - start, "ops": lines, "full": full}
+        if not self.first_sync:
+            self.first_sync = self.last_sync
+        due = self.proxier.stale_due()
+        if due is not None and self._runner is not None:  # come back to delete the chains gone stale
+            asyncio.get_running_loop().call_later(due + 0.05, self._runner.request)
 
     # Saving never takes more than about 1/SAVE_COST_RATIO of the agent's time: a save re-encodes only what changed
     # but still writes the whole file, so under a burst over thousands of services saves are spaced out further.
@@ -197,7 +240,10 @@ class Agent:
         self.services = Informer(self.client, "services")
         self.slices = Informer(self.client, "endpointslices")
         runner = BoundedFrequencyRunner(self.sync, min_sync_period, sync_period)
-        self.full_period = sync_period
+        self._runner = runner
+        # nftables mode: a full resync only after a failure or once an hour (kube-proxy's FullSyncPeriod); partial
+        # syncs rewrite what changed, and a periodic full one would rewrite a thousand Services' chains
+        self.full_period = sync_period if self.proxier is None else max(sync_period, 3600.0)
         synced = False
 
         def changed(*_: Any) -> None:
@@ -214,7 +260,8 @@ class Agent:
             synced = True
             self.sync()  # first sync as soon as both caches are full
             tasks.append(asyncio.create_task(runner.loop()))
-            tasks.append(asyncio.create_task(self._graceful_loop(graceful_period)))
+            if self.proxier is None:
+                tasks.append(asyncio.create_task(self._graceful_loop(graceful_period)))
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
@@ -235,7 +282,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m labkit.agent", description=__doc__.splitlines()[0])
     p.add_argument("--kubeconfig", help="kubeconfig path (default: in-cluster service account)")
     p.add_argument("--node-name", required=True)
-    p.add_argument("--backend", choices=("kernel", "userspace", "auto"), default="auto")
+    p.add_argument("--proxy-mode", choices=("ipvs", "nftables"), default="ipvs",
+                   help="kube-proxy's mode: IPVS virtual servers, or the nftables ruleset in the node's kernel")
+    p.add_argument("--backend", choices=("kernel", "userspace", "auto"), default="auto",
+                   help="ipvs mode: kernel IPVS or the userspace data plane (auto: kernel if it exists)")
     p.add_argument("--scheduler", default="rr")
     p.add_argument("--netns", help="the node's network namespace (the agent joins it: sockets, VIPs, IPVS)")
     p.add_argument("--control-socket", help="unix socket serving the live table as JSON")
@@ -303,60 +353,40 @@ def api_client(args: argparse.Namespace, home_netns_fd: int | None) -> Any:
 
 async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> None:
     t0 = time.monotonic()
-    kind = args.backend
-    if kind == "auto":
-        kind = "kernel" if kernel_ipvs_available() is None else "userspace"
-    device = DummyDevice()  # in the agent's namespace: the node's
+    device: DummyDevice | None = None
     backend: Any
-    if kind == "kernel":
-        from pyroute2 import IPVS
-
-        backend = KernelBackend(IPVS(), device)
-        failed = set_sysctls()
-        if failed:
-            log.warning("sysctls not set: %s", failed)
+    if args.proxy_mode == "nftables":
+        kind = "nftables"
+        backend = NftablesProxier(args.node_ip or [], args.cluster_cidr or "10.244.0.0/16")
     else:
-        policy = None
-        if args.cluster_cidr:
-            # Keep client pods' addresses towards backend pods (kernel IPVS NAT does); needs the TPROXY return
-            # path in this (the node's) namespace. Without it, every backend sees the node, as before.
-            try:
-                transparent.install_return_path()
-                policy = transparent.SourcePolicy(args.cluster_cidr, transparent.local_addresses())
-            except (OSError, RuntimeError, subprocess.SubprocessError):
-                log.exception("no transparent return path: backends will see the node's address")
-        backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout},
-                                     source_policy=policy)
-        await backend.start()
-        if args.state_file:
-            # Serve the saved table at once; VIPs are still bound on kube-ipvs0 (the device outlives the agent).
-            restored = restore_ops(load_table(args.state_file))
-            for op in restored:
-                try:
-                    backend.apply(op)
-                except Exception:
-                    log.exception("cannot restore %s", op)
-            await backend.flush()
-            if restored:
-                log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
-                         (time.monotonic() - t0) * 1e3)
+        kind = args.backend
+        if kind == "auto":
+            kind = "kernel" if kernel_ipvs_available() is None else "userspace"
+        device = DummyDevice()  # in the agent's namespace: the node's
+        backend = await _ipvs_backend(args, kind, device, t0)
     control = None
     agent: Agent | None = None
     if args.control_socket:
         def info() -> dict[str, Any]:
-            return {"backend": kind, "pid": os.getpid(),
+            return {"backend": kind, "proxyMode": args.proxy_mode, "pid": os.getpid(),
                     "sync": {"first": agent.first_sync, "last": agent.last_sync} if agent is not None else {},
                     "timeouts": getattr(backend, "timeouts", {"tcp": 900, "tcpfin": 120, "udp": 300})}
 
         def snapshot() -> Table:
-            return backend.list()
+            return {} if isinstance(backend, NftablesProxier) else backend.list()  # ipvsadm: empty in nftables mode
+
+        def services() -> Table:
+            """What the load balancer serves, as virtual servers (nftables mode: its ClusterIP ports)."""
+            return dict(backend.views) if isinstance(backend, NftablesProxier) else backend.list()
 
         def lookup(key: Any) -> Any:
+            if isinstance(backend, NftablesProxier):
+                return backend.views.get(key)
             rt = backend.services.get(key) if isinstance(backend, UserspaceDataPlane) else backend.list().get(key)
             return getattr(rt, "vs", rt)
 
         control = await serve_control(args.control_socket, snapshot, info,
-                                      getattr(backend, "connections", None), lookup)
+                                      getattr(backend, "connections", None), lookup, services)
     # The API client (aiohttp) takes long to import: off the loop, which is serving meanwhile.
     await asyncio.to_thread(importlib.import_module, "labkit.client")
     await asyncio.to_thread(importlib.import_module, "pyroute2")  # kube-ipvs0 bindings at the first sync
@@ -365,6 +395,13 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
              args.netns or "(own)", (time.monotonic() - t0) * 1e3)
     agent = Agent(client, args.node_name, backend, args.scheduler, args.netns, args.node_ip,
                   args.state_file if kind == "userspace" else None)
+    log.info("Using %s Proxier", "nftables" if agent.proxier is not None else "ipvs")  # kube-proxy's words
+    if agent.proxier is None:
+        # kube-proxy removes the other modes' leftovers when it starts (here: a table from an nftables-mode agent)
+        try:
+            await asyncio.to_thread(nftables_cleanup)
+        except (OSError, NftError):
+            log.exception("cannot remove nftables mode's table")
     stop = asyncio.Event()
     got: list[int] = []
     loop = asyncio.get_running_loop()
@@ -386,8 +423,45 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
         agent.flush_state()
         if isinstance(backend, UserspaceDataPlane):
             await backend.stop()
-        device.close()
+        if device is not None:
+            device.close()
         await client.close()
+
+
+async def _ipvs_backend(args: argparse.Namespace, kind: str, device: DummyDevice, t0: float) -> Any:
+    """The IPVS mode's backend: kernel IPVS, or the userspace data plane serving its saved table at once."""
+    if kind == "kernel":
+        from pyroute2 import IPVS
+
+        failed = set_sysctls()
+        if failed:
+            log.warning("sysctls not set: %s", failed)
+        return KernelBackend(IPVS(), device)
+    policy = None
+    if args.cluster_cidr:
+        # Keep client pods' addresses towards backend pods (kernel IPVS NAT does); needs the TPROXY return
+        # path in this (the node's) namespace. Without it, every backend sees the node, as before.
+        try:
+            transparent.install_return_path()
+            policy = transparent.SourcePolicy(args.cluster_cidr, transparent.local_addresses())
+        except (OSError, RuntimeError, subprocess.SubprocessError):
+            log.exception("no transparent return path: backends will see the node's address")
+    backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout},
+                                 source_policy=policy)
+    await backend.start()
+    if args.state_file:
+        # Serve the saved table at once; VIPs are still bound on kube-ipvs0 (the device outlives the agent).
+        restored = restore_ops(load_table(args.state_file))
+        for op in restored:
+            try:
+                backend.apply(op)
+            except Exception:
+                log.exception("cannot restore %s", op)
+        await backend.flush()
+        if restored:
+            log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
+                     (time.monotonic() - t0) * 1e3)
+    return backend
 
 
 def main(argv: list[str] | None = None) -> None:

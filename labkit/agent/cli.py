@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from labkit import errors
 from labkit.agent import control
 from labkit.agent.ipvsadm import parse_proc, parse_proc_connections, render_connections, render_json, render_list
 from labkit.agent.model import Connection, VirtualServer
@@ -95,6 +96,43 @@ def _connections_main(args: argparse.Namespace, home: Path) -> int:
         print(json.dumps([c.to_dict() for c in conns], indent=2))
     else:
         sys.stdout.write(render_connections(conns))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ labkit nft
+
+def nft_output(home: Path, args: list[str] | None = None) -> str:
+    """What `nft ARGS` (default: `list table ip kube-proxy`) prints in the node's network namespace, as on a kind
+    node (`docker exec kind-control-plane nft list table ip kube-proxy`). Only listings: nothing is changed."""
+    import subprocess
+
+    from labkit.backends.embedded import Paths
+    from labkit.node.names import Names
+
+    args = args or ["list", "table", "ip", "kube-proxy"]
+    if args[0] != "list":
+        raise errors.LabkitError(f"only listings (`nft list ...`), not `nft {' '.join(args)}`")
+    netns = Names.netns_path(Names.for_home(home).node_netns)
+    if not netns.exists():
+        raise errors.ClusterNotRunning(f"no node network namespace ({netns}); is the cluster up (`labkit up`)?")
+    proc = subprocess.run(["nsenter", f"--net={netns}", "--", "nft", *args], capture_output=True, text=True,
+                          timeout=30)
+    if proc.returncode != 0:
+        reason = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"exit {proc.returncode}"
+        if "kube-proxy" in args and "No such file or directory" in proc.stderr:
+            reason = (f"no table ip kube-proxy in the node's namespace: kube-proxy runs in "
+                      f"{Paths(home).proxy_mode()} mode (`labkit up --proxy-mode nftables` for nftables mode)")
+        raise errors.LabkitError(reason)
+    return proc.stdout
+
+
+def nft_main(argv: list[str], home: Path) -> int:
+    """`labkit nft [list ...]`: nftables mode's rules from the node, as `nft list table ip kube-proxy` prints."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print("usage: labkit nft [list table ip kube-proxy | list chain ip kube-proxy CHAIN | list map ip kube-proxy "
+              "MAP | ...]\n\nnft's listings in the node's network namespace (default: the kube-proxy table).")
+        return 0
+    sys.stdout.write(nft_output(home, argv))
     return 0
 
 

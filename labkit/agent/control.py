@@ -1,6 +1,8 @@
 """The agent's control API: JSON lines over a unix socket, so `labkit ipvs` can read the live table.
 
-Request: one JSON object per line, `{"cmd": "table"}`, `{"cmd": "conns"}` or `{"cmd": "ping"}`. Response: one
+Request: one JSON object per line, `{"cmd": "table"}`, `{"cmd": "services"}` (what the load balancer serves, as
+virtual servers, in either proxy mode: in nftables mode the IPVS table is empty, as `ipvsadm -Ln` is on such a
+node), `{"cmd": "conns"}` or `{"cmd": "ping"}`. Response: one
 JSON line, `{"ok": true, "table": [...ipvsadm.render_json...], "timeouts": {...}, "backend": "userspace"}`,
 `{"ok": true, "conns": [{"protocol", "client", "virtual", "destination", "state"}, ...]}` (like
 `ipvsadm -L -n -c`) or `{"ok": false, "error": "..."}`. `{"cmd": "wait", "vs": [proto, addr, port], "dests": n,
@@ -25,8 +27,10 @@ from labkit.agent.model import Table, VirtualServer, VSKey
 
 async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable[[], dict[str, Any]] | None = None,
                         conns: Callable[[], list[dict[str, Any]]] | None = None,
-                        lookup: Callable[[VSKey], VirtualServer | None] | None = None) -> asyncio.AbstractServer:
-    """Serve the table at `path` (a stale socket file is replaced)."""
+                        lookup: Callable[[VSKey], VirtualServer | None] | None = None,
+                        services: Callable[[], Table] | None = None) -> asyncio.AbstractServer:
+    """Serve the table at `path` (a stale socket file is replaced). `services`: what the load balancer serves
+    as virtual servers whatever the proxy mode (default: the IPVS table)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -44,6 +48,8 @@ async def serve_control(path: str, snapshot: Callable[[], Table], info: Callable
                         resp = {"ok": True, "conns": conns() if conns else []}
                     elif cmd == "table":
                         resp = {"ok": True, "table": render_json(snapshot()), **(info() if info else {})}
+                    elif cmd == "services":
+                        resp = {"ok": True, "table": render_json((services or snapshot)()), **(info() if info else {})}
                     else:
                         resp = {"ok": False, "error": f"unknown command {cmd!r}"}
                 except Exception as e:
@@ -106,6 +112,7 @@ async def arequest(path: str, cmd: str = "table") -> dict[str, Any]:
     return resp
 
 
-def read_table(path: str, timeout: float = 5.0) -> list[VirtualServer]:
-    """The live table as model objects (blocking)."""
-    return [VirtualServer.from_dict(d) for d in request(path, "table", timeout)["table"]]
+def read_table(path: str, timeout: float = 5.0, cmd: str = "table") -> list[VirtualServer]:
+    """The live IPVS table (`cmd="services"`: what the load balancer serves, in either proxy mode) as model
+    objects (blocking)."""
+    return [VirtualServer.from_dict(d) for d in request(path, cmd, timeout)["table"]]

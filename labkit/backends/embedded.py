@@ -11,6 +11,7 @@ State lives under LABKIT_HOME (default ~/.labkit):
     state.db         the API server's objects (SQLite)
     kubeconfig       for kubectl and the Python client
     apiserver.port   the loopback port, kept across restarts
+    cluster.json     what `labkit up` chose for the cluster's life: {"proxyMode": "ipvs" | "nftables"}
     run/             supervisor.pid, status.json
     logs/            one log per component
 """
@@ -45,6 +46,8 @@ NODE_NAME = "labkit-control-plane"
 NODE_IP = "172.18.0.2"
 UPSTREAM_DNS = "203.0.113.53"
 KUBE_DNS_IP = "10.96.0.10"
+PROXY_MODES = ("ipvs", "nftables")
+DEFAULT_PROXY_MODE = "ipvs"  # the article's; nftables is its successor
 
 
 def default_home() -> Path:
@@ -78,6 +81,18 @@ class Paths:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.home / "cluster.json"
+
+    def proxy_mode(self) -> str:
+        """The kube-proxy mode this cluster was started with."""
+        try:
+            mode = json.loads(self.cluster_file.read_text()).get("proxyMode")
+        except (OSError, ValueError, AttributeError):
+            return DEFAULT_PROXY_MODE
+        return mode if mode in PROXY_MODES else DEFAULT_PROXY_MODE
 
 
 # -- the user's side: up / down / status -------------------------------------------------------
@@ -133,12 +148,20 @@ def _api_ready(paths: Paths) -> bool:
         conn.close()
 
 
-def up(home: Path | None = None, timeout: float = 30.0) -> tuple[Paths, bool]:
-    """Start the cluster unless it runs; return (paths, started_now)."""
+def up(home: Path | None = None, timeout: float = 30.0, proxy_mode: str | None = None) -> tuple[Paths, bool]:
+    """Start the cluster unless it runs; return (paths, started_now). `proxy_mode`: kube-proxy's mode, "ipvs"
+    (default) or "nftables"; a running cluster in another mode is an error (the mode is the cluster's for life)."""
     paths = Paths(home or default_home())
+    if proxy_mode is not None and proxy_mode not in PROXY_MODES:
+        raise errors.ClusterError(f"unknown proxy mode {proxy_mode!r} (one of: {', '.join(PROXY_MODES)})")
     if supervisor_pid(paths) is not None and paths.kubeconfig.exists():
+        running = paths.proxy_mode()
+        if proxy_mode is not None and proxy_mode != running:
+            raise errors.ClusterError(f"the cluster at {paths.home} runs in {running} mode; `labkit down` first to "
+                                      f"start it in {proxy_mode} mode")
         return paths, False
     paths.home.mkdir(parents=True, exist_ok=True)
+    paths.cluster_file.write_text(json.dumps({"proxyMode": proxy_mode or DEFAULT_PROXY_MODE}) + "\n")
     paths.logs.mkdir(exist_ok=True)
     paths.run.mkdir(exist_ok=True)
     ready_marker = paths.run / "ready"
@@ -179,8 +202,8 @@ def wait_usable(paths: Paths, timeout: float = 60.0) -> None:
 
     def dns_vip_programmed() -> bool:
         try:
-            table = read_table(str(paths.run / "ipvs.sock"), timeout=1.0)
-        except (OSError, ValueError):
+            table = read_table(str(paths.run / "ipvs.sock"), timeout=1.0, cmd="services")
+        except (OSError, ValueError, RuntimeError):
             return False
         return any(vs.address == KUBE_DNS_IP and vs.port == 53 and vs.destinations for vs in table)
 
@@ -231,6 +254,7 @@ def status(home: Path | None = None) -> dict:
     if pid is None:
         return info
     info["supervisorPid"] = pid
+    info["proxyMode"] = paths.proxy_mode()
     info["kubeconfig"] = str(paths.kubeconfig)
     try:
         info["server"] = f"https://127.0.0.1:{int(paths.port_file.read_text())}"

@@ -71,7 +71,7 @@ def plan(paths: Paths) -> list[Component]:
                   "labkit.node.__main__"),
         # Short drain timers: a lab shows a deleted pod leave the table in seconds, not minutes.
         Component("ipvs-agent", [py, "-m", "labkit.agent", "--kubeconfig", kc, "--node-name", NODE_NAME,
-                                 "--backend", "userspace", "--netns", node_netns,
+                                 "--proxy-mode", paths.proxy_mode(), "--backend", "userspace", "--netns", node_netns,
                                  "--control-socket", str(run / "ipvs.sock"), "--node-ip", NODE_IP,
                                  "--tcp-fin-timeout", "5", "--graceful-check-period", "2"],
                   "labkit.agent.__main__"),
