@@ -59,8 +59,8 @@ class Cluster:
         return client, api_client
 
 
-def _start(home: Path) -> Cluster:
-    paths, _ = embedded.up(home, timeout=60)
+def _start(home: Path, proxy_mode: str | None = None) -> Cluster:
+    paths, _ = embedded.up(home, timeout=60, proxy_mode=proxy_mode)
     return Cluster(home=home, kubeconfig=paths.kubeconfig, cache_dir=home.parent / f"{home.name}-kubectl-cache")
 
 
@@ -80,6 +80,17 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster of this test's own, for tests that restart or kill its processes."""
     home = tmp_path / "home"
     handle = _start(home)
+    try:
+        yield handle
+    finally:
+        embedded.down(home)
+
+
+@pytest.fixture(scope="session")
+def nft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One embedded cluster whose kube-proxy runs in nftables mode, for the whole session."""
+    home = tmp_path_factory.mktemp("labkit-nft") / "home"
+    handle = _start(home, proxy_mode="nftables")
     try:
         yield handle
     finally:
@@ -112,3 +123,13 @@ def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0, interval: fl
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def namespace_nft(nft_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this test's own in the session's nftables-mode cluster."""
+    name = f"n{next(_counter)}-{request.node.name.lower()[:30]}".replace("_", "-")
+    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")[:50].rstrip("-")
+    nft_cluster.kubectl("create", "namespace", name)
+    yield name
+    nft_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit import errors
-from labkit.backends.base import Backend, ClusterInfo
+from labkit.backends.base import PROXY_MODES, Backend, ClusterInfo
 
 if TYPE_CHECKING:
     from labkit.agent.cli import HttpConnection
@@ -46,7 +46,6 @@ NODE_NAME = "labkit-control-plane"
 NODE_IP = "172.18.0.2"
 UPSTREAM_DNS = "203.0.113.53"
 KUBE_DNS_IP = "10.96.0.10"
-PROXY_MODES = ("ipvs", "nftables")
 DEFAULT_PROXY_MODE = "ipvs"  # the article's; nftables is its successor
 
 
@@ -293,7 +292,7 @@ class EmbeddedBackend(Backend):
     """The embedded cluster at `home` (default $LABKIT_HOME or ~/.labkit) as a `Backend`."""
 
     name = "embedded"
-    proxy_modes = ("ipvs",)
+    proxy_modes = PROXY_MODES
 
     def __init__(self, home: str | Path | None = None) -> None:
         self.paths = Paths(Path(home).expanduser().absolute() if home else default_home())
@@ -302,14 +301,14 @@ class EmbeddedBackend(Backend):
         return f"<EmbeddedBackend {self.paths.home}>"
 
     def start(self, proxy_mode: str | None = None, timeout: float = 180.0) -> bool:
-        mode = proxy_mode or "ipvs"
+        mode = proxy_mode or DEFAULT_PROXY_MODE
         if mode not in self.proxy_modes:
-            raise errors.Unavailable(f"the embedded cluster cannot run kube-proxy's {mode} mode yet "
+            raise errors.Unavailable(f"the embedded cluster cannot run kube-proxy's {mode} mode "
                                      f"(it runs: {', '.join(self.proxy_modes)})")
         if self.running() and self.proxy_mode != mode:
             raise errors.ClusterError(f"the cluster at {self.paths.home} runs the {self.proxy_mode} proxy mode, not "
                                       f"{mode}: `lab.down()` it first, or use another LABKIT_HOME")
-        _, started = up(self.paths.home, timeout=min(timeout, 60.0))
+        _, started = up(self.paths.home, timeout=min(timeout, 60.0), proxy_mode=mode)
         wait_usable(self.paths, timeout=timeout)
         return started
 
@@ -332,11 +331,12 @@ class EmbeddedBackend(Backend):
     def describe(self) -> ClusterInfo:
         info = status(self.paths.home)
         return ClusterInfo(backend=self.name, server=info.get("server", ""), kubeconfig=self.paths.kubeconfig,
-                           proxy_mode="ipvs", nodes=(NODE_NAME,), details=(("home", str(self.paths.home)),))
+                           proxy_mode=self.paths.proxy_mode(), nodes=(NODE_NAME,),
+                           details=(("home", str(self.paths.home)),))
 
     @property
     def proxy_mode(self) -> str:
-        return "ipvs"
+        return self.paths.proxy_mode()
 
     def _control(self) -> str:
         return str(self.paths.run / "ipvs.sock")
@@ -344,6 +344,9 @@ class EmbeddedBackend(Backend):
     def ipvs_table(self) -> list[VirtualServer]:
         from labkit.agent.control import read_table
 
+        if self.proxy_mode != "ipvs":
+            raise errors.Unavailable(f"the cluster runs kube-proxy in {self.proxy_mode} mode: it has no IPVS table "
+                                     "(`ipvsadm -Ln` lists nothing); its rules are in `nft list table ip kube-proxy`")
         try:
             return read_table(self._control())
         except (OSError, ValueError, RuntimeError) as exc:

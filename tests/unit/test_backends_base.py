@@ -27,6 +27,6 @@ def test_embedded_backend_without_a_cluster(tmp_path: Path) -> None:
     assert not backend.running()
     with pytest.raises(errors.ClusterNotRunning, match="no embedded cluster is running"):
         backend.connect(timeout=1)
-    with pytest.raises(errors.Unavailable, match="nftables"):
-        backend.start(proxy_mode="nftables")
+    with pytest.raises(errors.Unavailable, match="iptables"):
+        backend.start(proxy_mode="iptables")
     assert backend.stop() is False
