@@ -306,17 +306,17 @@ def connection_lookup(home: Path) -> Lookup:
     return lookup
 
 
-def http_requests(make_socket: Callable[[], socket.socket], address: str, port: int, host_header: str,
-                  target: str, count: int, *, keepalive: bool = False, lookup: Lookup | None = None,
-                  timeout: float = 3.0) -> list[Reply]:
-    """`count` GETs: each on a fresh connection (`Connection: close`), or all on one kept-alive connection."""
+def http_requests(open_connection: Callable[[], HttpConnection], target: str, count: int, *,
+                  keepalive: bool = False) -> list[Reply]:
+    """`count` GETs: each on a fresh connection (`Connection: close`), or all on one kept-alive connection
+    (a new one only if the server closed it)."""
     replies: list[Reply] = []
     conn: HttpConnection | None = None
     try:
         for i in range(count):
             if conn is None or conn.closed:
                 try:
-                    conn = HttpConnection(make_socket, address, port, host_header, lookup, timeout)
+                    conn = open_connection()
                 except OSError as exc:
                     replies.append(Reply(i, error=str(exc) or type(exc).__name__))
                     conn = None
@@ -388,8 +388,10 @@ def curl_main(argv: list[str], home: Path) -> int:
         transport = (transports.pod_transport(args.pod, args.namespace, home) if args.pod
                      else transports.node_transport(home, args.namespace))
         ip = resolve_host(host, transport)
-        for r in http_requests(lambda: dialer.socket(), ip, port, url.netloc, target, args.count,
-                               keepalive=args.keepalive, lookup=lookup, timeout=args.timeout):
+        def open_connection() -> HttpConnection:
+            return HttpConnection(dialer.socket, ip, port, url.netloc, lookup, args.timeout)
+
+        for r in http_requests(open_connection, target, args.count, keepalive=args.keepalive):
             if r.error is None:
                 r.pod = who_answered(r, index, target)
             replies.append(r)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from typing import Any
@@ -177,6 +178,16 @@ def main(argv: list[str]) -> int:
             ready["udp"] = True
         await serve_http(handler, flags["http_port"])
         log(f"Started HTTP server on port {flags['http_port']}")
+        delay = int(flags["delay_shutdown"] or 0)
+        if delay > 0:
+            # agnhost netexec --delay-shutdown: keep serving that many seconds after SIGTERM, then exit 0.
+            loop = asyncio.get_running_loop()
+
+            def on_term() -> None:
+                log(f"Sleeping {delay} seconds before terminating...")
+                loop.call_later(delay, lambda: exit_code.done() or exit_code.set_result(0))
+
+            loop.add_signal_handler(signal.SIGTERM, on_term)
         return await exit_code
 
     return asyncio.run(run())
