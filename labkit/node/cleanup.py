@@ -6,6 +6,7 @@ Everything is found from the cluster prefix alone (no state needed, since the st
   processes other components started in the node namespace);
 - mounts: every mount point with a path component named `<prefix>` or starting with `<prefix>-` — the
   /run/netns/<prefix>-* files and the private directory of pod UTS/mount namespace files;
+- memory-backed emptyDir volumes, under /dev/shm/labkit-<prefix>;
 - links and nftables rules need no work: they live only inside the cluster's namespaces and vanish with
   them. The host namespace never holds any.
 """
@@ -13,13 +14,14 @@ Everything is found from the cluster prefix alone (no state needed, since the st
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.node import nsutil
-from labkit.node.names import NETNS_DIR
+from labkit.node.names import NETNS_DIR, SHM_DIR
 
 
 @dataclass
@@ -106,4 +108,5 @@ def cleanup(prefix: str) -> CleanupReport:
             pass
         (NETNS_DIR / name).unlink(missing_ok=True)
         report.netns.append(name)
+    shutil.rmtree(SHM_DIR / f"labkit-{prefix}", ignore_errors=True)  # memory-backed emptyDirs
     return report

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any
+
+from labkit.node.rootfs import RUNTIME_LIB, RUNTIME_PYTHON, runtime_argv
 
 NGINX_LATEST = "1.29.1"  # what `nginx:latest`/`stable`/`alpine` report (a recent mainline release)
 # Last patch release of the nginx minor versions an image tag like `nginx:1.25` points at.
@@ -21,6 +22,7 @@ NGINX_MINOR_PATCH = {"1.19": "1.19.10", "1.20": "1.20.2", "1.21": "1.21.6", "1.2
 TOOLBOX_REPOS = {"busybox", "alpine", "debian", "ubuntu", "nicolaka/netshoot", "e2e-test-images/jessie-dnsutils",
                  "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl"}
 SHELLS = {"sh", "bash", "ash", "dash"}
+PYTHON_KINDS = {"nginx", "agnhost", "webhost"}  # workloads the zygote's forked children run in Python
 
 # nginx-slim (kubernetes/ingress-nginx images/nginx-slim, the StatefulSet tutorial's image): the nginx release a
 # tag was built from, where its release notes say (0.16: build.sh; 0.23: ingress-nginx#1087); other tags report
@@ -44,6 +46,11 @@ class Workload:
 
     kind: str
     spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runtime(self) -> bool:
+        """Whether it runs on the node's Python: its container then sees that runtime (labkit.node.rootfs)."""
+        return self.kind in PYTHON_KINDS or (self.kind == "exec" and self.spec["argv"][:1] == [RUNTIME_PYTHON])
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.spec}
@@ -166,7 +173,7 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
         # CoreDNS's own flags (`-conf /etc/coredns/Corefile`) name kind's Corefile, which labkit.dns serve
         # implements built in; only labkit.dns's `--flag`s are passed on.
         own = [a for a in command[1:] + args if a.startswith("--")]
-        return Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve", *own]})
+        return Workload("exec", {"argv": runtime_argv("labkit.dns", ["serve", *own])})
     return ImageError(image, f'Failed to pull image "{image}": the embedded labkit node cannot pull images. '
                              f"It runs these built-in images: {SUPPORTED}")
 
@@ -179,5 +186,5 @@ def image_files(image: str) -> dict[str, ImageFile]:
         return {}
     from labkit.node.workloads.agnhost import EXECUTABLE_PATHS, launcher_script
 
-    launcher = ImageFile(launcher_script().encode(), 0o755)
+    launcher = ImageFile(launcher_script(RUNTIME_PYTHON, RUNTIME_LIB).encode(), 0o755)
     return dict.fromkeys(EXECUTABLE_PATHS, launcher)

@@ -35,13 +35,15 @@ from labkit import errors
 from labkit.client import Client, Informer
 from labkit.controllers.events import EventRecorder
 from labkit.node import status as st_mod
-from labkit.node.images import ImageError, resolve_image
+from labkit.node.images import ImageError, image_files, resolve_image
 from labkit.node.node import Node, container_id
 from labkit.node.nsutil import NetnsSockets
 from labkit.node.podfiles import SandboxConfigError
 from labkit.node.probes import Prober, probe_loop
 from labkit.node.sandbox import Sandbox, ensure_private_dir
+from labkit.node.security import ConfigError, Security, container_security, unenforced
 from labkit.node.status import Backoff, fmt_time, go_duration, pod_ref
+from labkit.node.volumes import Sources, VolumeError, Volumes, volume_references
 
 log = logging.getLogger("labkit.node.kubelet")
 
@@ -49,6 +51,7 @@ NODE_NAME = "labkit-control-plane"
 HEARTBEAT_SECONDS = 10.0
 DEFAULT_GRACE = 30
 SANDBOX_RETRY_SECONDS = 10.0  # kubelet's pod worker back-off after a failed sync (backOffPeriod)
+CONFIG_RETRY_SECONDS = 10.0
 
 
 class KubeletRecorder(EventRecorder):
@@ -74,6 +77,9 @@ class ContainerState:
     started: bool = False
     ready: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    security: Security = field(default_factory=Security)
+    working_dir: str | None = None
+    retry_at: float = 0.0                         # after a CreateContainerConfigError
     probers: list[asyncio.Task[None]] = field(default_factory=list)
     probers_for: int | None = None                # pid the probers watch
     exited: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +92,10 @@ class ContainerState:
 
 def terminated_state(rec: dict[str, Any], cid: str) -> dict[str, Any]:
     code = int(rec.get("exitCode") or 0)
+    if rec.get("startError"):  # containerd: a process that never started is "exited" with 128
+        return {"exitCode": 128, "reason": "StartError", "message": rec["startError"],
+                "startedAt": "1970-01-01T00:00:00Z", "finishedAt": rec.get("finishedAt") or rec.get("startedAt"),
+                "containerID": cid}
     return {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": rec.get("startedAt"),
             "finishedAt": rec.get("finishedAt"), "containerID": cid}
 
@@ -106,6 +116,8 @@ class PodWorker:
         self.uid: str = pod["metadata"]["uid"]
         self.gone = False
         self.sandbox: Sandbox | None = None
+        self.volumes = Volumes(kubelet.node.names.pod_dir(self.uid), kubelet.node.names.pod_shm_dir(self.uid))
+        self.volume_error = ""
         self.containers: dict[str, ContainerState] = {}
         self.adopted = False
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
@@ -206,10 +218,27 @@ class PodWorker:
                 await self._write_status()
                 self.wake_at(time.time() + SANDBOX_RETRY_SECONDS)
                 return False
+        volumes_ready = await self._sync_volumes()
         for c in (pod.get("spec") or {}).get("containers") or []:
-            await self._sync_container(c)
+            if volumes_ready or self._state(c["name"]).running:
+                await self._sync_container(c)
         await self._write_status()
         return False
+
+    async def _sync_volumes(self) -> bool:
+        """Write the pod's volumes (again: a ConfigMap or Secret they show may have changed). False while one
+        cannot be set up: its FailedMount event says why, and the containers wait in ContainerCreating."""
+        assert self.sandbox is not None
+        try:
+            await asyncio.to_thread(self.volumes.sync, self.pod, self.kl.volume_sources, self.sandbox.ip)
+        except VolumeError as exc:
+            if str(exc) != self.volume_error:
+                self.event("Warning", "FailedMount", str(exc))
+            self.volume_error = str(exc)
+            self.wake_at(time.time() + 2.0)
+            return False
+        self.volume_error = ""
+        return True
 
     # ---- adoption after an agent restart ----
     def _adopt(self) -> None:
@@ -228,6 +257,8 @@ class PodWorker:
                 doc = json.loads(meta.read_text())
                 st.restart_count = int(doc.get("restartCount") or 0)
                 st.env = dict(doc.get("env") or {})
+                st.security = Security.from_dict(doc.get("security") or {})
+                st.working_dir = doc.get("workingDir")
             except (OSError, ValueError):
                 st.restart_count = int(api.get(name, {}).get("restartCount") or 0)
             st.last_terminated = (api.get(name, {}).get("lastState") or {}).get("terminated")
@@ -271,6 +302,8 @@ class PodWorker:
     async def _start_container(self, c: dict[str, Any], st: ContainerState) -> None:
         assert self.sandbox is not None
         name, image = c["name"], c.get("image", "")
+        if time.time() < st.retry_at:
+            return  # a configuration error: tried again after a pause, not at every status write
         env = st_mod.container_env(self.pod, c, self.kl.services.items(), self.sandbox.ip)
         command, args = st_mod.container_command(c, env)
         workload = resolve_image(image, command, args)
@@ -279,15 +312,31 @@ class PodWorker:
             return
         self.kl.pull_backoff.reset((self.uid, image))
         self.event("Normal", "Pulled", f'Container image "{image}" already present on machine', name)
-        st.env = env
+        try:
+            security = container_security(self.pod, c)
+            sa_dir = None
+            if (self.pod.get("spec") or {}).get("automountServiceAccountToken") is not False:
+                sa_dir = await asyncio.to_thread(self.volumes.serviceaccount, self.pod, self.kl.volume_sources)
+            mounts = self.volumes.mounts(self.pod, c, sa_dir)
+        except (ConfigError, VolumeError) as exc:
+            st.waiting = (ConfigError.reason, str(exc))
+            self.event("Warning", "Failed", f"Error: {exc}", name)
+            st.retry_at = time.time() + CONFIG_RETRY_SECONDS
+            self.wake_at(st.retry_at)
+            return
+        for what in unenforced(self.pod, c):
+            self.event("Warning", "NotEnforced", f"The embedded labkit node does not enforce {what}", name)
+        st.env, st.security, st.working_dir = env, security, c.get("workingDir")
         cid = container_id(self.uid, name)
         rec = await self.kl.node.start_container(self.sandbox, name, workload, env, restart_count=st.restart_count,
-                                                 working_dir=c.get("workingDir"), nice=st_mod.cpu_nice(self.pod))
+                                                 working_dir=c.get("workingDir"), nice=st_mod.cpu_nice(self.pod),
+                                                 mounts=mounts, security=security, image_files=image_files(image))
         seen = self.kl.records.get(cid)
         if seen is not None and seen.get("pid") == rec["pid"] and not seen.get("running"):
-            rec = seen  # it already exited (the exit event overtook the spawn reply)
-        else:
-            self.kl.records[cid] = rec
+            rec = {**rec, **seen}  # it already exited (the exit event overtook the spawn reply)
+        if rec.get("startError"):
+            rec = {**rec, "running": False, "exitCode": 128}
+        self.kl.records[cid] = rec
         st.record, st.ever_ran, st.waiting = rec, True, ("", "")
         st.started = st.ready = False
         st.exited = asyncio.Event()
@@ -295,6 +344,13 @@ class PodWorker:
             st.exit_time = time.time()
             st.exited.set()
         self.event("Normal", "Created", f"Created container: {name}", name)
+        if rec.get("startError"):
+            self.event("Warning", "Failed", f"Error: {rec['startError']}", name)
+            if ((self.pod.get("spec") or {}).get("restartPolicy") or "Always") != "Never":
+                st.waiting = ("RunContainerError", rec["startError"])
+                st.last_terminated = terminated_state(rec, st_mod.container_id(self.uid, name, st.restart_count))
+            self.wake()
+            return
         self.event("Normal", "Started", f"Started container {name}", name)
         if rec.get("running"):
             self._ensure_probers(c, st)
@@ -353,8 +409,10 @@ class PodWorker:
     def _spawn_prober(self, c: dict[str, Any], st: ContainerState, kind: str) -> None:
         assert self.sandbox is not None
         probe = c[f"{kind}Probe"]
-        sandbox, pid = self.sandbox, st.probers_for
-        prober = Prober(self.kl.sockets, lambda argv: self.kl.node.exec_argv(sandbox, argv, st.env))
+        sandbox = self.sandbox
+        pid = st.record["pid"] if st.record else 0
+        prober = Prober(self.kl.sockets,
+                        lambda argv: self.kl.node.exec_argv(pid, argv, st.env, st.security, st.working_dir))
 
         def current() -> bool:
             return st.probers_for == pid and st.running
@@ -534,6 +592,13 @@ class Kubelet:
         self.node_name = node_name
         self.pods = Informer(client, "pods", field_selector=f"spec.nodeName={node_name}")
         self.services = Informer(client, "services")
+        # ConfigMaps and Secrets for volumes (when the API server serves them).
+        self.volume_informers: dict[str, Informer] = {}
+        for plural in ("configmaps", "secrets"):
+            with contextlib.suppress(KeyError):
+                self.volume_informers[plural] = Informer(client, plural)
+        self.volume_sources = Sources(configmap=self._volume_source("configmaps"),
+                                      secret=self._volume_source("secrets"), token=self._token, ca_cert=self._ca_cert)
         self.recorder = KubeletRecorder(client, "kubelet", host=node_name)
         self.workers: dict[str, PodWorker] = {}
         self.records: dict[str, dict[str, Any]] = {}
@@ -555,7 +620,12 @@ class Kubelet:
         self.pods.add_handler(self._on_pod)
         self._spawn(self.pods.run())
         self._spawn(self.services.run())
-        await asyncio.gather(self.pods.wait_synced(), self.services.wait_synced())
+        for plural, informer in self.volume_informers.items():
+            kind = {"configmaps": "configMap", "secrets": "secret"}[plural]
+            informer.add_handler(lambda _t, obj, _o, kind=kind: self._on_volume_source(kind, obj))
+            self._spawn(informer.run())
+        await asyncio.gather(self.pods.wait_synced(), self.services.wait_synced(),
+                             *(i.wait_synced() for i in self.volume_informers.values()))
         await self.remove_orphans()
         # The outside world's web hosts (203.0.113.10-12) run in the zygote too: in kind they would be
         # machines on the Docker network; here the node's runtime is the only one there is.
@@ -598,19 +668,29 @@ class Kubelet:
         existing = self.node.get_sandbox(pod)
         if existing is not None:
             return existing
-        sa_dir = None
-        spec = pod.get("spec") or {}
-        if spec.get("automountServiceAccountToken") is not False:
-            sa_dir = self.node.names.pod_dir(pod["metadata"]["uid"]) / "serviceaccount"
-            self._write_serviceaccount(sa_dir, pod["metadata"].get("namespace") or "default")
-        return await asyncio.to_thread(self.node.create_sandbox, pod, str(sa_dir) if sa_dir else None)
+        return await asyncio.to_thread(self.node.create_sandbox, pod)
 
-    def _write_serviceaccount(self, sa_dir: Path, namespace: str) -> None:
-        sa_dir.mkdir(parents=True, exist_ok=True)
-        pki = self.home / "pki"
-        for name, data in (("token", (pki / "serviceaccount.token").read_text().strip()),
-                           ("ca.crt", (pki / "ca.crt").read_text()), ("namespace", namespace)):
-            (sa_dir / name).write_text(data)
+    def _volume_source(self, plural: str) -> Any:
+        def get(namespace: str, name: str) -> dict[str, Any] | None:
+            informer = self.volume_informers.get(plural)
+            return informer.get(namespace, name) if informer is not None else None
+
+        return get
+
+    def _token(self) -> str:
+        return (self.home / "pki" / "serviceaccount.token").read_text().strip()
+
+    def _ca_cert(self) -> str:
+        return (self.home / "pki" / "ca.crt").read_text()
+
+    def _on_volume_source(self, kind: str, obj: dict[str, Any]) -> None:
+        """A ConfigMap or Secret changed: the pods whose volumes show it write them again."""
+        md = obj["metadata"]
+        key = (kind, md.get("name", ""))
+        for worker in list(self.workers.values()):
+            if (worker.pod["metadata"].get("namespace") or "default") == (md.get("namespace") or "default") and \
+                    key in volume_references(worker.pod):
+                worker.wake()
 
     async def remove_pod_state(self, uid: str) -> None:
         """Kill what still runs of pod `uid`, forget its containers, remove its sandbox."""

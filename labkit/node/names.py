@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
+SHM_DIR = Path("/dev/shm")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -78,11 +79,24 @@ class Names:
     def pod_uts_file(self, uid: str) -> Path:
         return self.ns_dir / f"{self.prefix}-p{pod_key(uid)}.uts"
 
-    def pod_mnt_file(self, uid: str) -> Path:
-        return self.ns_dir / f"{self.prefix}-p{pod_key(uid)}.mnt"
+    def pod_ipc_file(self, uid: str) -> Path:
+        return self.ns_dir / f"{self.prefix}-p{pod_key(uid)}.ipc"
 
     def pod_dir(self, uid: str) -> Path:
         return self.node_dir / "pods" / uid
+
+    @property
+    def shm_dir(self) -> Path:
+        """Memory-backed emptyDir volumes of the cluster's pods (/dev/shm is a tmpfs)."""
+        return SHM_DIR / f"labkit-{self.prefix}"
+
+    def pod_shm_dir(self, uid: str) -> Path:
+        return self.shm_dir / uid
+
+    @property
+    def rootfs_staging(self) -> Path:
+        """An empty directory over which each new container mounts its root, in its own mount namespace."""
+        return self.node_dir / "rootfs"
 
     @property
     def ipam_file(self) -> Path:

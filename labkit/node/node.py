@@ -4,7 +4,7 @@
     sb = node.create_sandbox(pod, serviceaccount_dir)
     wl = resolve_image(image, command, args)            # Workload | ImageError
     rec = await node.start_container(sb, "web", wl, env, restart_count=0)
-    argv = node.exec_argv(sb, ["cat", "/etc/resolv.conf"])     # for `kubectl exec`
+    argv = node.exec_argv(rec["pid"], ["cat", "/etc/resolv.conf"])     # for `kubectl exec`
     node.remove_sandbox(uid); node.stop()              # stop() = cleanup(prefix)
 """
 
@@ -18,10 +18,12 @@ from typing import Any
 
 from labkit.node import nsutil
 from labkit.node.cleanup import CleanupReport, cleanup
-from labkit.node.images import Workload
+from labkit.node.images import ImageFile, Workload
 from labkit.node.names import Names
 from labkit.node.network import ExternalHost, NodeNetwork
+from labkit.node.rootfs import Mount, RootfsSpec
 from labkit.node.sandbox import Sandbox, SandboxManager
+from labkit.node.security import Security, exec_argv
 from labkit.node.zygote import ZygoteClient, start_zygote, zygote_alive
 
 
@@ -66,8 +68,8 @@ class Node:
                                     log=str(log), net=self.network.ext_netns_path)
 
     # ---- sandboxes ----
-    def create_sandbox(self, pod: dict[str, Any], serviceaccount_dir: str | None = None) -> Sandbox:
-        return self.sandboxes.create(pod, serviceaccount_dir)
+    def create_sandbox(self, pod: dict[str, Any]) -> Sandbox:
+        return self.sandboxes.create(pod)
 
     def get_sandbox(self, pod: dict[str, Any]) -> Sandbox | None:
         return self.sandboxes.get(pod)
@@ -83,33 +85,43 @@ class Node:
 
     async def start_container(self, sandbox: Sandbox, container: str, workload: Workload,
                               env: dict[str, str] | None = None, restart_count: int = 0,
-                              working_dir: str | None = None, nice: int = 0) -> dict[str, Any]:
-        """Start a container in the pod (env as given, plus PATH/HOSTNAME like a container runtime), at the
-        pod's CPU weight `nice` (status.cpu_nice)."""
+                              working_dir: str | None = None, nice: int = 0,
+                              mounts: list[Mount] | None = None, security: Security | None = None,
+                              image_files: dict[str, ImageFile] | None = None) -> dict[str, Any]:
+        """Start a container in the pod: in a root filesystem and PID namespace of its own with `mounts` (its
+        volumes) and `image_files` (the image's own files), as `security` says, with env as given plus
+        PATH/HOSTNAME like a container runtime, at the pod's CPU weight `nice` (status.cpu_nice). The record has
+        `startError` when its process could not start."""
         log = self.log_path(sandbox, container, restart_count)
         log.parent.mkdir(parents=True, exist_ok=True)
         full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "HOSTNAME": sandbox.hostname, **(env or {})}
-        # What `kubectl exec` needs later (labkit.node.runtime): the container's environment.
+        security = security or Security()
+        files = {path: (f.data.decode(), f.mode) for path, f in (image_files or {}).items()}
+        root = RootfsSpec(pod_files=sandbox.pod_dir, mounts=list(mounts or []), read_only_root=security.read_only_root,
+                          runtime=workload.runtime or bool(files), files=files)
+        self.names.rootfs_staging.mkdir(parents=True, exist_ok=True)
+        rec = await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
+                                      env=full_env, net=sandbox.net_file, uts=sandbox.uts_file, ipc=sandbox.ipc_file,
+                                      working_dir=working_dir, nice=nice, rootfs=root.to_dict(),
+                                      staging=str(self.names.rootfs_staging), security=security.to_dict())
+        # What `kubectl exec` needs later (labkit.node.runtime): the container's process, environment, privileges.
         meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count,
-                                    "workingDir": working_dir, "nice": nice}))
-        return await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
-                                       env=full_env, net=sandbox.net_file, uts=sandbox.uts_file,
-                                       mnt=sandbox.mnt_file, working_dir=working_dir, nice=nice)
+        meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count, "workingDir": working_dir,
+                                    "nice": nice, "pid": rec.get("pid"), "security": security.to_dict()}))
+        return rec
 
     async def kill_container(self, uid: str, container: str, sig: int = signal.SIGTERM) -> None:
         await self.zygote.kill(container_id(uid, container), sig)
 
     # ---- exec ----
     @staticmethod
-    def exec_argv(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
-        """argv that runs `argv` inside the pod (its net/uts/mount namespaces), with the container's env."""
-        prefix = sandbox.nsenter()
-        if env is not None:
-            prefix += ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
-        return prefix + list(argv)
+    def exec_argv(pid: int, argv: list[str], env: dict[str, str] | None = None, security: Security | None = None,
+                  working_dir: str | None = None) -> list[str]:
+        """argv that runs `argv` in the container whose first process is `pid`: its namespaces (mount, PID,
+        network, UTS, IPC), its privileges, its environment."""
+        return exec_argv(pid, argv, env, security, working_dir)
 
     def node_exec_argv(self, argv: list[str]) -> list[str]:
         """argv that runs `argv` in the node's network namespace (e.g. the IPVS agent, probes, curl)."""

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 
 from labkit import errors
+from labkit.node import nsutil
 from labkit.node.names import Names
+from labkit.node.security import Security, exec_argv
 
 
 class NodeRuntime:
@@ -20,32 +22,29 @@ class NodeRuntime:
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.names = Names.for_home(home)
 
-    def _files(self, pod: dict) -> tuple[str, str, str, Path]:
-        uid = pod["metadata"].get("uid", "")
-        net = Names.netns_path(self.names.pod_netns(uid))
-        uts, mnt = self.names.pod_uts_file(uid), self.names.pod_mnt_file(uid)
-        return str(net), str(uts), str(mnt), self.names.pod_dir(uid)
-
     def exec_argv(self, pod: dict, container: str, command: list[str], tty: bool) -> list[str]:
-        """nsenter into the pod's namespaces, with the container's environment (and TERM for a tty)."""
-        net, uts, mnt, pod_dir = self._files(pod)
-        meta_file = pod_dir / "containers" / f"{container}.json"
-        if not (os.path.exists(net) and os.path.exists(mnt) and meta_file.exists()):
+        """nsenter into the container's namespaces, with its privileges and environment (and TERM for a tty)."""
+        uid = pod["metadata"].get("uid", "")
+        meta_file = self.names.pod_dir(uid) / "containers" / f"{container}.json"
+        try:
+            meta = json.loads(meta_file.read_text())
+            pid = int(meta["pid"])
+            running = nsutil.ns_inode(f"/proc/{pid}/ns/net") == nsutil.ns_inode(
+                Names.netns_path(self.names.pod_netns(uid)))
+        except (OSError, ValueError, KeyError, TypeError):
+            running = False
+        if not running:
             raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
-        meta = json.loads(meta_file.read_text())
         env = dict(meta.get("env") or {})
         if tty:
             env.setdefault("TERM", "xterm")
-        argv = ["nsenter", f"--net={net}", f"--uts={uts}", f"--mount={mnt}"]
-        if meta.get("workingDir"):
-            argv.append(f"--wd={meta['workingDir']}")
+        argv = exec_argv(pid, command, env, Security.from_dict(meta.get("security") or {}), meta.get("workingDir"))
         # An exec'd process runs in the container's cgroup, at the pod's CPU weight.
-        nice = ["nice", "-n", str(meta["nice"])] if meta.get("nice") else []
-        return [*nice, *argv, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+        return ["nice", "-n", str(meta["nice"]), *argv] if meta.get("nice") else argv
 
     def log_file(self, pod: dict, container: str, previous: bool) -> Path:
         """The log of the container's current run, or of the run before it (`--previous`)."""
-        _, _, _, pod_dir = self._files(pod)
+        pod_dir = self.names.pod_dir(pod["metadata"].get("uid", ""))
         logs = sorted((pod_dir / "logs" / container).glob("*.log"), key=lambda p: int(p.stem))
         name = pod["metadata"]["name"]
         if previous:

@@ -4,9 +4,10 @@ A sandbox is three namespaces persisted as bind-mounted namespace files, the way
 - network: /run/netns/<prefix>-p<key> (visible to `ip netns`), eth0 = one end of a veth whose other end
   (`veth<key>`) is attached to the node's cni0 bridge; lo up; routed point-to-point style (see below);
 - UTS: hostname = spec.hostname or the pod name (the FQDN with setHostnameAsFQDN, podfiles.kernel_hostname);
-- mount: a copy of the host's mounts with /etc/hosts, /etc/hostname, /etc/resolv.conf bind-mounted from
-  per-pod files, a small tmpfs on /run (so /var/run/secrets/kubernetes.io/serviceaccount can exist without
-  touching the host's filesystem) and the service account directory bind-mounted read-only.
+- IPC: System V IPC and POSIX message queues of the pod's own.
+Plus the files kubelet writes for the pod (hosts, hostname, resolv.conf) in the pod's directory. Each container
+then gets a mount and a PID namespace of its own, made by the zygote (labkit.node.rootfs): the sandbox holds
+no mount namespace.
 
 Pod routing is kindnet's (CNI `ptp`): the address keeps its /24 (`ip addr` shows 10.244.0.x/24) but without the
 on-link subnet route (`noprefixroute`); the only routes are `10.244.0.1 dev eth0 scope link` and `default via
@@ -14,8 +15,6 @@ on-link subnet route (`noprefixroute`); the only routes are `10.244.0.1 dev eth0
 namespace. That is what lets the userspace IPVS data plane keep the client pod's address as the source towards a
 backend pod (as kernel IPVS NAT does): the backend's reply to the client's address comes back to the node, where
 the agent's transparent socket takes it (labkit/agent/transparent.py), instead of going straight to the client.
-
-Containers and `exec` join them with setns / `nsenter --net=… --uts=… --mount=…`.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from labkit.node.ipam import IPAM
 from labkit.node.names import Names
 from labkit.node.network import POD_GATEWAY, UPSTREAM_DNS
 
-SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NODE_RESOLV_CONF = f"nameserver {UPSTREAM_DNS}\n"  # the embedded node's own resolver: the outside world's DNS
 
 
@@ -49,12 +47,8 @@ class Sandbox:
     netns: str          # name under /run/netns
     net_file: str       # /run/netns/<name>
     uts_file: str
-    mnt_file: str
-    pod_dir: str        # hosts, hostname, resolv.conf, logs/
-
-    def nsenter(self) -> list[str]:
-        """`nsenter` prefix running a command inside this pod (what `kubectl exec` uses)."""
-        return nsutil.nsenter_argv(net=self.net_file, uts=self.uts_file, mnt=self.mnt_file)
+    ipc_file: str
+    pod_dir: str        # hosts, hostname, resolv.conf, logs/, volumes/
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
@@ -68,28 +62,6 @@ def ensure_private_dir(path: Path) -> None:
         return  # made private when it was mounted (saves a `mount` process per sandbox)
     nsutil.run(["mount", "--bind", str(path), str(path)])
     nsutil.run(["mount", "--make-private", str(path)])
-
-
-# Runs inside the new UTS+mount namespaces (via `unshare`), as root. $1 hostname, $2 pod dir, $3 SA dir.
-_SETUP_SCRIPT = r"""
-set -e
-# Forget every namespace file mounted on the host (ours and other clusters'): a copy held here would keep
-# those namespaces alive after the host removes them.
-# One umount process for all of them: a loop would fork one per mount, which grows with the pod count.
-grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r umount -l 2>/dev/null || true
-hostname "$1"
-mount -t tmpfs -o mode=755,size=1m labkit-run /run
-for f in hosts hostname resolv.conf; do
-  t=$(readlink -f "/etc/$f")
-  case "$t" in /run/*) mkdir -p "$(dirname "$t")"; [ -e "$t" ] || : > "$t";; esac
-  [ -e "$t" ] && mount --bind "$2/$f" "$t"
-done
-if [ -n "$3" ]; then
-  mkdir -p /run/secrets/kubernetes.io/serviceaccount
-  mount --bind "$3" /run/secrets/kubernetes.io/serviceaccount
-  mount -o remount,bind,ro /run/secrets/kubernetes.io/serviceaccount
-fi
-"""
 
 
 class SandboxManager:
@@ -110,7 +82,7 @@ class SandboxManager:
         netns = self.names.pod_netns(uid)
         return Sandbox(uid=uid, name=meta["name"], namespace=meta.get("namespace") or "default", ip=ip,
                        hostname=hostname, netns=netns, net_file=str(Names.netns_path(netns)),
-                       uts_file=str(self.names.pod_uts_file(uid)), mnt_file=str(self.names.pod_mnt_file(uid)),
+                       uts_file=str(self.names.pod_uts_file(uid)), ipc_file=str(self.names.pod_ipc_file(uid)),
                        pod_dir=str(self.names.pod_dir(uid)))
 
     def get(self, pod: dict[str, Any]) -> Sandbox | None:
@@ -120,12 +92,12 @@ class SandboxManager:
         if ip is None:
             return None
         sandbox = self._sandbox(pod, ip)
-        complete = all(os.path.exists(p) for p in (sandbox.net_file, sandbox.uts_file, sandbox.mnt_file))
+        complete = all(os.path.exists(p) for p in (sandbox.net_file, sandbox.uts_file, sandbox.ipc_file))
         return sandbox if complete else None
 
-    def create(self, pod: dict[str, Any], serviceaccount_dir: str | None = None) -> Sandbox:
-        """Make the sandbox of `pod` (idempotent). `serviceaccount_dir` holds token, ca.crt, namespace.
-        Raises podfiles.SandboxConfigError, before anything is made, for a pod no sandbox can be made for."""
+    def create(self, pod: dict[str, Any]) -> Sandbox:
+        """Make the sandbox of `pod` (idempotent). Raises podfiles.SandboxConfigError, before anything is made,
+        for a pod no sandbox can be made for."""
         existing = self.get(pod)
         if existing:
             return existing
@@ -134,13 +106,13 @@ class SandboxManager:
         ip = self.ipam.allocate(uid)
         sandbox = self._sandbox(pod, ip)
         try:
-            self._create(pod, sandbox, serviceaccount_dir)
+            self._create(pod, sandbox)
         except BaseException:
             self.remove(uid)
             raise
         return sandbox
 
-    def _create(self, pod: dict[str, Any], sb: Sandbox, serviceaccount_dir: str | None) -> None:
+    def _create(self, pod: dict[str, Any], sb: Sandbox) -> None:
         node = self.names.node_netns
         veth = Names.pod_veth(sb.uid)
         # Leftovers of an interrupted attempt (the veth goes with its peer's namespace).
@@ -167,20 +139,18 @@ class SandboxManager:
         (pod_dir / "resolv.conf").write_text(podfiles.resolv_conf(
             pod, cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain,
             node_resolv_conf=self.node_resolv_conf))
-        # UTS + mount namespaces, persisted by unshare's bind mounts of the namespace files.
+        # UTS + IPC namespaces, persisted by unshare's bind mounts of the namespace files.
         ensure_private_dir(self.names.ns_dir)
-        for f in (sb.uts_file, sb.mnt_file):
+        for f in (sb.uts_file, sb.ipc_file):
             Path(f).touch()
-        nsutil.run(["unshare", f"--uts={sb.uts_file}", f"--mount={sb.mnt_file}", "--propagation", "private",
-                    "--", "/bin/sh", "-c", _SETUP_SCRIPT, "labkit-sandbox", sb.hostname, sb.pod_dir,
-                    serviceaccount_dir or ""])
+        nsutil.run(["unshare", f"--uts={sb.uts_file}", f"--ipc={sb.ipc_file}", "--", "hostname", sb.hostname])
 
     def remove(self, uid: str) -> None:
         """Kill whatever still runs in the pod, remove its namespaces, veth, files and IP (idempotent)."""
         netns = self.names.pod_netns(uid)
         net_file = Names.netns_path(netns)
         kill_processes_in({nsutil.ns_inode(net_file)} - {None})  # type: ignore[arg-type]
-        for f in (self.names.pod_uts_file(uid), self.names.pod_mnt_file(uid)):
+        for f in (self.names.pod_uts_file(uid), self.names.pod_ipc_file(uid)):
             try:
                 nsutil.umount(f)
             except OSError:
@@ -189,6 +159,7 @@ class SandboxManager:
         nsutil.ip(self.names.node_netns, "link", "del", Names.pod_veth(uid), check=False)
         nsutil.ip(None, "netns", "del", netns, check=False)
         shutil.rmtree(self.names.pod_dir(uid), ignore_errors=True)
+        shutil.rmtree(self.names.pod_shm_dir(uid), ignore_errors=True)
         self.ipam.release(uid)
 
 

@@ -32,11 +32,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from labkit.node import nsutil, workloads
+from labkit.node import nsutil, rootfs, security, workloads
 from labkit.node.names import Names
 
 PR_SET_PDEATHSIG = 1
-NS_TYPES = (("net", nsutil.CLONE_NEWNET), ("uts", nsutil.CLONE_NEWUTS), ("mnt", nsutil.CLONE_NEWNS))
+NS_TYPES = (("net", nsutil.CLONE_NEWNET), ("uts", nsutil.CLONE_NEWUTS), ("ipc", nsutil.CLONE_NEWIPC),
+            ("mnt", nsutil.CLONE_NEWNS))
 
 
 def now_rfc3339() -> str:
@@ -44,8 +45,26 @@ def now_rfc3339() -> str:
 
 
 # ------------------------------------------------------------------------------------------- child side
-def _child(req: dict[str, Any]) -> int:
-    """In the forked child: become the container, then run it. Returns the exit code."""
+def start_error(exc: BaseException) -> str:
+    """The message containerd gives a container whose process could not start (runc ≥ 1.2's wording)."""
+    if isinstance(exc, ExecError):
+        detail = str(exc)
+    else:
+        detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
+    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create "
+            f"failed: unable to start container process: error during container init: {detail}: unknown")
+
+
+class ExecError(Exception):
+    """exec of the container's command failed (Go's exec.LookPath wording)."""
+
+
+def _child(req: dict[str, Any], started_fd: int) -> int:
+    """In the forked child: become the container, then run it. Returns the exit code.
+
+    `started_fd` is the write end of a close-on-exec pipe: closed once the workload runs (by exec, or
+    explicitly for a workload in Python), written with the reason when the container cannot start.
+    """
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -58,32 +77,50 @@ def _child(req: dict[str, Any]) -> int:
     for fd, kind in ns_fds:
         nsutil.setns(fd, kind)
         os.close(fd)
+    spec = req["workload"]
+    if req.get("rootfs"):
+        root = rootfs.RootfsSpec.from_dict(req["rootfs"])
+        runtime = rootfs.runtime_sources() if root.runtime else None
+        nsutil.unshare(nsutil.CLONE_NEWNS)
+        rootfs.build(root, req["staging"])
+        if runtime:
+            rootfs.remap_imports(runtime)
     os.chdir(req.get("workingDir") or "/")
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    os.closerange(3, 65536)
+    os.closerange(3, started_fd)
+    os.closerange(started_fd + 1, 65536)
     os.environ.clear()
     os.environ.update(req.get("env") or {})
     if req.get("nice"):
         os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))  # the pod's CPU weight (status.cpu_nice)
-    spec = req["workload"]
+    if req.get("security"):
+        security.apply(security.Security.from_dict(req["security"]))
     if spec.get("kind") == "exec" or spec.get("mode") == "shell":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a real program expects the default
-    return workloads.run(spec)
+    if req.get("rootfs"):
+        # PID 1 of its namespace ignores signals it has no handler for; a workload in Python ends on SIGTERM as
+        # a Go program does there (its runtime's handler re-raises, in vain, then exits with 2).
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(2))
+    return workloads.run(spec, started=lambda: os.close(started_fd))
 
 
-def _run_child(req: dict[str, Any]) -> None:
+def _run_child(req: dict[str, Any], started_fd: int) -> None:
     code = 1
     try:
-        code = _child(req)
+        code = _child(req, started_fd)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
+    except BaseException as exc:
         try:
-            traceback.print_exc()
-        except BaseException:
-            pass
+            os.write(started_fd, start_error(exc).encode()[:4000])
+            code = 128
+        except OSError:  # already started: a crash of the workload
+            try:
+                traceback.print_exc()
+            except BaseException:
+                pass
     finally:
         try:
             sys.stdout.flush()
@@ -132,6 +169,8 @@ class ZygoteServer:
         self.sel = selectors.DefaultSelector()
         self.buffers: dict[socket.socket, bytes] = {}
         self.subscribers: set[socket.socket] = set()
+        self.starting: dict[int, tuple[socket.socket, str, int]] = {}  # start pipe → (client, container, pid)
+        self.pid_ns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
 
     def serve(self) -> None:
         Path(self.sock_path).unlink(missing_ok=True)
@@ -156,6 +195,8 @@ class ZygoteServer:
                     conn, _ = listener.accept()
                     self.buffers[conn] = b""
                     self.sel.register(conn, selectors.EVENT_READ, "client")
+                elif key.data == "started":
+                    self._started(key.fd)
                 elif key.data == "signal":
                     try:
                         os.read(wake_r, 512)
@@ -194,7 +235,8 @@ class ZygoteServer:
                 reply = self._handle(conn, json.loads(line))
             except Exception as exc:
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            self._send(conn, reply)
+            if reply is not None:  # None: answered later (a spawn, once the container started)
+                self._send(conn, reply)
         self.buffers[conn] = buf
 
     def _send(self, conn: socket.socket, msg: dict[str, Any]) -> None:
@@ -204,7 +246,7 @@ class ZygoteServer:
         except OSError:
             pass
 
-    def _handle(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
         op = req.get("op")
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
@@ -221,30 +263,62 @@ class ZygoteServer:
         if op == "kill":
             c = self.containers.get(req["id"])
             if c and c["running"]:
+                sig = int(req.get("signal", signal.SIGTERM))
                 try:
-                    os.killpg(c["pid"], int(req.get("signal", signal.SIGTERM)))
+                    if c.get("pidNamespace"):
+                        os.kill(c["pid"], sig)  # the container's PID 1, as containerd signals it
+                    else:
+                        os.killpg(c["pid"], sig)
                 except ProcessLookupError:
                     pass
             return {"ok": True, "container": c}
         if op == "spawn":
-            return {"ok": True, "container": self._spawn(req)}
+            return self._spawn(conn, req)
         raise ValueError(f"unknown op {op!r}")
 
-    def _spawn(self, req: dict[str, Any]) -> dict[str, Any]:
+    def _spawn(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
+        """Fork the container. The reply waits until it runs or failed to start (its start pipe says which)."""
         cid = req["id"]
         old = self.containers.get(cid)
         if old and old["running"]:
             raise ValueError(f"container {cid} is running (pid {old['pid']})")
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        started_r, started_w = os.pipe2(os.O_CLOEXEC)
+        own_pid_ns = bool(req.get("rootfs"))
+        if own_pid_ns:  # the next child is PID 1 of a new namespace; ours is restored right after the fork
+            nsutil.unshare(nsutil.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        finally:
+            if own_pid_ns and os.getpid() != 1:
+                nsutil.setns(self.pid_ns_fd, nsutil.CLONE_NEWPID)
         if pid == 0:
-            _run_child(req)
+            os.close(started_r)
+            _run_child(req, started_w)
+        os.close(started_w)
         record = {"id": cid, "pid": pid, "running": True, "startedAt": now_rfc3339(), "finishedAt": None,
-                  "exitCode": None, "signal": None}
+                  "exitCode": None, "signal": None, "pidNamespace": own_pid_ns}
         self.containers[cid] = record
         self.by_pid[pid] = cid
-        return record
+        self.starting[started_r] = (conn, cid, pid)
+        self.sel.register(started_r, selectors.EVENT_READ, "started")
+        return None
+
+    def _started(self, fd: int) -> None:
+        """A start pipe closed (the workload runs) or carries why the container could not start."""
+        conn, cid, pid = self.starting.pop(fd)
+        self.sel.unregister(fd)
+        try:
+            message = os.read(fd, 65536).decode(errors="replace")
+        finally:
+            os.close(fd)
+        record = self.containers.get(cid)
+        if record is None or record["pid"] != pid:
+            return
+        if message:
+            record["startError"] = message
+        self._send(conn, {"ok": True, "container": record})
 
     def _reap(self) -> None:
         while True:
@@ -344,12 +418,15 @@ class ZygoteClient:
         return (await self._call({"op": "ping"}))["pid"]
 
     async def spawn(self, cid: str, workload: dict[str, Any], *, log: str, env: dict[str, str] | None = None,
-                    net: str | None = None, uts: str | None = None, mnt: str | None = None,
-                    working_dir: str | None = None, nice: int = 0) -> dict[str, Any]:
+                    net: str | None = None, uts: str | None = None, ipc: str | None = None,
+                    working_dir: str | None = None, nice: int = 0, rootfs: dict[str, Any] | None = None,
+                    staging: str | None = None, security: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start container `cid` running `workload` (Workload.to_spec()) in the given namespace files, at
-        niceness `nice`."""
+        niceness `nice`; with `rootfs` (RootfsSpec.to_dict(), built over the `staging` directory) in mount and PID
+        namespaces of its own, with the privileges of `security` (Security.to_dict())."""
         req = {"op": "spawn", "id": cid, "workload": workload, "log": log, "env": env or {}, "net": net,
-               "uts": uts, "mnt": mnt, "workingDir": working_dir, "nice": nice}
+               "uts": uts, "ipc": ipc, "workingDir": working_dir, "nice": nice, "rootfs": rootfs, "staging": staging,
+               "security": security}
         return (await self._call(req))["container"]
 
     async def kill(self, cid: str, sig: int = signal.SIGTERM) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ import random
 import re
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
@@ -101,8 +100,7 @@ def pod_dig(cluster: Any, tb: tuple[str, str], *args: str) -> DigText:
 def pod_python(cluster: Any, tb: tuple[str, str]) -> KubectlExecTransport:
     """A Python exchange (KubectlExecTransport's stdlib-only script) run inside the toolbox pod with kubectl exec."""
     ns, pod = tb
-    return KubectlExecTransport(pod, ns, kubectl=["kubectl", f"--kubeconfig={cluster.kubeconfig}"],
-                                python=sys.executable)
+    return KubectlExecTransport(pod, ns, kubectl=["kubectl", f"--kubeconfig={cluster.kubeconfig}"])
 
 
 def rrs(section: list[dict[str, Any]], rtype: str | None = None) -> list[tuple[str, int, str, str]]:

@@ -161,7 +161,7 @@ def test_exec_reaches_another_pods_hostname_by_ip_and_sees_cluster_dns(cluster: 
     if shutil.which("curl"):
         cmd = ["curl", "-s", f"http://{ip}:8080/hostname"]
     else:
-        cmd = [sys.executable, "-c", f"import urllib.request; print(urllib.request.urlopen("
+        cmd = ["python3", "-c", f"import urllib.request; print(urllib.request.urlopen("
                                      f"'http://{ip}:8080/hostname').read().decode(), end='')"]
     assert cluster.kubectl("-n", ns, "exec", "client", "--", *cmd).stdout.strip() == "server"
     resolv = cluster.kubectl("-n", ns, "exec", "client", "--", "cat", "/etc/resolv.conf").stdout

@@ -1,6 +1,5 @@
 """Image references → built-in workloads."""
 
-import sys
 
 from labkit.node.images import ImageError, ImageRef, Workload, image_files, resolve_image
 
@@ -37,7 +36,9 @@ def test_agnhost_containers_get_the_agnhost_executable():
     files = image_files("registry.k8s.io/e2e-test-images/agnhost:2.39")
     assert set(files) == {"/agnhost", "/agnhost-2"} and files["/agnhost"].mode == 0o755
     script = files["/agnhost"].data.decode()
-    assert script.startswith(f"#!{sys.executable}\n") and "from labkit.node.workloads.agnhost import cli" in script
+    # The node's Python as containers see it (labkit.node.rootfs binds it read-only at /opt/labkit).
+    assert script.startswith("#!/opt/labkit/bin/python3\n")
+    assert "from labkit.node.workloads.agnhost import cli" in script
     assert image_files("nginx:1.25") == {}
 
 
@@ -67,7 +68,7 @@ def test_toolbox_commands():
 def test_coredns_runs_labkit_dns():
     wl = resolve_image("registry.k8s.io/coredns/coredns:v1.11.1", None, ["-conf", "/etc/coredns/Corefile"])
     # CoreDNS's `-conf` names kind's Corefile, which labkit.dns serve has built in (and does not accept).
-    assert wl == Workload("exec", {"argv": [sys.executable, "-m", "labkit.dns", "serve"]})
+    assert wl == Workload("exec", {"argv": ["/opt/labkit/bin/python3", "-m", "labkit.dns", "serve"]}) and wl.runtime
 
 
 def test_unknown_image_is_an_image_error_listing_what_runs():

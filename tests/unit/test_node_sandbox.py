@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from labkit.node.cleanup import cluster_netns, cluster_processes
 from labkit.node.images import resolve_image
 from labkit.node.node import Node
+from labkit.node.rootfs import Mount
 from labkit.node.zygote import ZygoteClient
 
 pytestmark = pytest.mark.skipif(
@@ -30,13 +30,27 @@ pytestmark = pytest.mark.skipif(
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 
 
+class Box:
+    """A sandbox and the first process of its main container."""
+
+    def __init__(self, sandbox, pid: int) -> None:
+        self.sandbox, self.pid = sandbox, pid
+
+    def __getattr__(self, name: str):
+        return getattr(self.sandbox, name)
+
+
 def make_pod(name: str, namespace: str = "default", **spec) -> dict:
     return {"metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}, "spec": spec}
 
 
+# The host's system Python: every container sees the host's /usr (read-only).
+PYTHON = "/usr/bin/python3"
+
+
 def in_pod(node: Node, sandbox, code: str) -> str:
-    """Run Python `code` inside the pod's namespaces; return its stdout."""
-    proc = subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", code]), capture_output=True, text=True,
+    """Run Python `code` inside the pod's main container; return its stdout."""
+    proc = subprocess.run(node.exec_argv(sandbox.pid, [PYTHON, "-c", code]), capture_output=True, text=True,
                           timeout=20)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -71,7 +85,7 @@ for attempt in range(50):
 
 
 def http(node, sandbox, host, port, path="/", method="GET") -> tuple[str, dict[str, str], str]:
-    out = subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", HTTP_GET, host, str(port), path, method]),
+    out = subprocess.run(node.exec_argv(sandbox.pid, [PYTHON, "-c", HTTP_GET, host, str(port), path, method]),
                          capture_output=True, timeout=20).stdout.decode()  # bytes: keep the CRLFs
     head, _, body = out.partition("\r\n\r\n")
     lines = head.split("\r\n")
@@ -80,7 +94,7 @@ def http(node, sandbox, host, port, path="/", method="GET") -> tuple[str, dict[s
 
 
 def udp(node, sandbox, host, port, msg) -> str:
-    return subprocess.run(node.exec_argv(sandbox, [sys.executable, "-c", UDP_ASK, host, str(port), msg]),
+    return subprocess.run(node.exec_argv(sandbox.pid, [PYTHON, "-c", UDP_ASK, host, str(port), msg]),
                           capture_output=True, text=True, timeout=20).stdout
 
 
@@ -93,19 +107,22 @@ def cluster(tmp_path_factory):
     sa.mkdir()
     for name, content in {"token": "tok123", "ca.crt": "CERT", "namespace": "default"}.items():
         (sa / name).write_text(content)
+    sa_mount = [Mount(str(sa), "/var/run/secrets/kubernetes.io/serviceaccount", read_only=True)]
     pods = {
         "a": make_pod("pod-a"),
         "b": make_pod("pod-b"),
         "c": make_pod("web-7b54d48599-2j79v"),
         "d": make_pod("web-0", hostname="web-0", subdomain="nginx"),
     }
-    boxes = {k: node.create_sandbox(p, str(sa) if k == "a" else None) for k, p in pods.items()}
+    boxes = {k: node.create_sandbox(p) for k, p in pods.items()}
     specs = {"a": ("busybox", ["sleep", "3600"], None), "b": (AGNHOST, None, ["netexec"]),
              "c": ("nginx:1.25.3", None, None), "d": (AGNHOST, None, ["serve-hostname", "--udp", "--http=false"])}
 
     async def start():
         for k, (image, command, args) in specs.items():
-            await node.start_container(boxes[k], "main", resolve_image(image, command, args), {"K": "v"})
+            rec = await node.start_container(boxes[k], "main", resolve_image(image, command, args), {"K": "v"},
+                                             mounts=sa_mount if k == "a" else [])
+            boxes[k] = Box(boxes[k], rec["pid"])
         await node.start_external_hosts()
 
     asyncio.run(start())
@@ -125,7 +142,7 @@ def test_pod_files_hostname_and_network(cluster):
     sa = in_pod(node, a, "d='/var/run/secrets/kubernetes.io/serviceaccount/'; "
                          "print([open(d+f).read() for f in ('token','ca.crt','namespace')])")
     assert sa.strip() == "['tok123', 'CERT', 'default']"
-    addrs = subprocess.run(node.exec_argv(a, ["ip", "-4", "-o", "addr", "show", "eth0"]), capture_output=True,
+    addrs = subprocess.run(node.exec_argv(a.pid, ["ip", "-4", "-o", "addr", "show", "eth0"]), capture_output=True,
                            text=True).stdout
     assert f"inet {a.ip}/24" in addrs
     assert len({b.ip for b in boxes.values()}) == 4
@@ -176,10 +193,10 @@ def test_container_exit_code_env_and_logs(cluster):
 
     async def run() -> dict:
         wl = resolve_image("busybox", ["sh", "-c", 'echo "out $K $HOSTNAME"; echo err >&2; exit 3'])
-        await node.start_container(a, "job", wl, {"K": "v1"}, restart_count=0)
+        await node.start_container(a.sandbox, "job", wl, {"K": "v1"}, restart_count=0)
         first = await node.zygote.wait_exit(f"{a.uid}/job")
         wl = resolve_image("busybox", ["sh", "-c", "echo second run; exit 0"])
-        await node.start_container(a, "job", wl, {}, restart_count=1)
+        await node.start_container(a.sandbox, "job", wl, {}, restart_count=1)
         second = await node.zygote.wait_exit(f"{a.uid}/job")
         return {"first": first, "second": second}
 
@@ -189,16 +206,23 @@ def test_container_exit_code_env_and_logs(cluster):
     assert node.log_path(a, "job", 1).read_text() == "second run\n"
 
 
-def test_kill_reports_signal_exit_code(cluster):
+def test_pid_1_ignores_sigterm_without_a_handler_and_sigkill_reports_137(cluster):
     node, boxes = cluster
 
-    async def run() -> dict:
-        cid = f"{boxes['a'].uid}/main"
+    async def run() -> tuple[bool, dict]:
+        cid = f"{boxes['a'].uid}/main"  # `sleep 3600`, PID 1 of its container
         await node.zygote.kill(cid, signal.SIGTERM)
-        return await node.zygote.wait_exit(cid)
+        try:
+            await node.zygote.wait_exit(cid, timeout=1.0)
+            survived = False
+        except TimeoutError:
+            survived = True
+        await node.zygote.kill(cid, signal.SIGKILL)
+        return survived, await node.zygote.wait_exit(cid)
 
-    rec = asyncio.run(run())
-    assert rec["exitCode"] == 143 and rec["signal"] == signal.SIGTERM
+    survived, rec = asyncio.run(run())
+    assert survived  # as on kind: deleting such a pod waits out its grace period
+    assert rec["exitCode"] == 137 and rec["signal"] == signal.SIGKILL
 
 
 def snapshot(prefix: str) -> dict:

@@ -8,22 +8,26 @@ the code pages with the zygote.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from labkit.node.workloads import agnhost, nginx, toolbox, webhost
 
 
-def run(spec: dict[str, Any]) -> int:
+def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int:
+    """Run the workload `spec`. A workload that execs a program reports its start by the exec itself (its
+    failure raises); a workload in Python calls `started` before it runs."""
     kind = spec["kind"]
+    if kind == "exec":
+        argv = spec["argv"]
+        os.execvpe(argv[0], argv, {**os.environ, **(spec.get("env") or {})})  # never returns
+    if kind == "toolbox":
+        return toolbox.main(spec)  # execs
+    started()
     if kind == "nginx":
         return nginx.main(spec)
     if kind == "agnhost":
         return agnhost.main(spec)
-    if kind == "toolbox":
-        return toolbox.main(spec)
     if kind == "webhost":
         return webhost.main(spec)
-    if kind == "exec":
-        argv = spec["argv"]
-        os.execvp(argv[0], argv)  # never returns
     raise ValueError(f"unknown workload kind {kind!r}")
