@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import notebooks
+from labkit import exercises, notebooks
 from labkit.backends import embedded
 
 LABS = notebooks.sources()
@@ -32,9 +32,15 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.integration
 @pytest.mark.parametrize("path", LABS, ids=[p.stem for p in LABS])
 def test_lab(path: Path, lab_home: Path) -> None:
-    result = notebooks.run(path, timeout=180, env={"LABKIT_HOME": str(lab_home), "LABKIT_BACKEND": "embedded"})
+    """The instructor build top to bottom, every check passing after its solution; and before each solution, the
+    student's placeholder and a copy of the exercise's checks, which must fail with their hint (exercises.trial)."""
+    trial = exercises.trial(notebooks.read(path))
+    result = notebooks.run(path, timeout=180, nb=trial,
+                           env={"LABKIT_HOME": str(lab_home), "LABKIT_BACKEND": "embedded"})
     if result.failure is not None:
         pytest.fail(f"lab {path.name} failed at {result.failure}", pytrace=False)
+    problems = exercises.trial_failures(result.notebook)
+    assert not problems, f"lab {path.name}, student build:\n" + "\n".join(problems)
 
 
 def test_every_lab_is_a_clean_source() -> None:
@@ -46,3 +52,21 @@ def test_every_lab_is_a_clean_source() -> None:
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
         assert any("fresh_namespace(" in c for c in code[:3]), f"{path.name}: no lab.fresh_namespace() at the top"
         assert "delete_namespace(" in code[-1], f"{path.name}: the last cell must delete the lab's namespace"
+
+
+def test_every_lab_ends_with_exercises() -> None:
+    """One to three exercises per lab, after the walk-through and before the clean-up: a `solution` cell followed by
+    `check` cells; the student build keeps every check and no solution."""
+    for path in LABS:
+        nb = notebooks.read(path)
+        found = exercises.exercises(nb)
+        assert len(found) <= 3, f"{path.name}: {len(found)} exercises, a lab ends with one to three"
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        if found:
+            assert found[-1].checks[-1] == code[-2], f"{path.name}: the exercises come last, before the clean-up"
+        student = exercises.build(nb, "student")
+        sources = [c.source for c in student.cells]
+        for e in found:
+            assert sources[e.solution] == exercises.PLACEHOLDER, f"{path.name}: solution in cell {e.solution} kept"
+            assert all(sources[c] == nb.cells[c].source for c in e.checks), f"{path.name}: a check was changed"
+        assert exercises.build(nb, "instructor").cells == nb.cells
