@@ -93,17 +93,36 @@ class Lab:
         self._portal.run_blocking(self.backend.stop)
         self._instances.pop((self.backend.name, str(self.backend.kubeconfig)), None)
 
+    def state(self) -> list[tuple[str, str]]:
+        """What the lab's first cell shows: which cluster this is and how it is doing, read live — the API server
+        and its version, the kubeconfig, kube-proxy's mode, each node's readiness, the cluster DNS's endpoints."""
+        info = self._portal.run_blocking(self.backend.describe)
+        version = self._api("request", "GET", "/version").get("gitVersion", "?")
+        nodes = [f"{n['metadata']['name']} {_ready(n)}" for n in self.resources("nodes")]
+        dns_ready = self.endpoints("kube-dns", namespace="kube-system").addresses(ready=True)
+        dns_ip = self.resource("service", "kube-dns", "kube-system")["spec"].get("clusterIP")
+        return [("cluster", f"{info.backend}, running"), ("API server", f"{info.server} (Kubernetes {version})"),
+                ("kubeconfig", str(info.kubeconfig)), ("proxy mode", info.proxy_mode),
+                ("nodes", ", ".join(nodes) or "none"),
+                ("cluster DNS", f"kube-dns {dns_ip}, {len(dns_ready)} ready endpoint(s)"),
+                ("namespace", self.namespace), *info.details]
+
+    def _state_or_error(self) -> list[tuple[str, str]]:
+        try:
+            return self.state()
+        except Exception as exc:  # a repr must not raise: say what went wrong instead
+            return [("cluster", f"{self.backend.name}, not reachable ({exc}) — is it up? `labkit status`"),
+                    ("kubeconfig", str(self.backend.kubeconfig)), ("namespace", self.namespace)]
+
     def __repr__(self) -> str:
-        return f"<Lab {self.backend.name} namespace={self.namespace} kubeconfig={self.backend.kubeconfig}>"
+        rows = self._state_or_error()
+        width = max(len(k) for k, _ in rows)
+        return "Lab\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
     def _repr_html_(self) -> str:
-        info = self._portal.run_blocking(self.backend.describe)
-        rows = [("backend", info.backend), ("API server", info.server), ("kubeconfig", str(info.kubeconfig)),
-                ("proxy mode", info.proxy_mode), ("nodes", ", ".join(info.nodes)), ("namespace", self.namespace),
-                *info.details]
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in rows)
-        return f"<table>{body}</table>"
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in self._state_or_error())
+        return f"<table><caption style='text-align:left'><b>Lab</b></caption>{body}</table>"
 
     # -- namespaces -----------------------------------------------------------------------------------------
 
@@ -391,6 +410,11 @@ class Lab:
         self._close_client()
         self._portal.close()
         self._instances.pop((self.backend.name, str(self.backend.kubeconfig)), None)
+
+
+def _ready(node: dict[str, Any]) -> str:
+    conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+    return "Ready" if conditions.get("Ready") == "True" else "NotReady"
 
 
 def _split_url(url: str) -> tuple[str, int, str]:

@@ -65,3 +65,22 @@ def test_ipvs_prints_as_ipvsadm_and_follows_endpoints(lab: Any) -> None:
     answers = lab.requests("http://web/hostname", count=4)
     assert sorted(answers.counts().to_dict().values()) == [2, 2]
     assert lab.diagram("web").svg().lstrip().startswith("<?xml")
+
+
+def test_repr_shows_the_cluster_it_talks_to_and_its_state(lab: Any, tmp_path: Any) -> None:
+    """The labs' first cell (`lab = Lab.up(); lab`) prints this: which cluster, and how it is doing, read live."""
+    info = lab.backend.describe()
+    kube_dns = lab.resource("service", "kube-dns", "kube-system")["spec"]["clusterIP"]
+    dns_ready = lab.endpoints("kube-dns", namespace="kube-system").addresses(ready=True)
+    text = repr(lab)
+    assert f"API server   {info.server} (Kubernetes v1." in text
+    assert f"kubeconfig   {lab.backend.kubeconfig}" in text and f"namespace    {lab.namespace}" in text
+    assert "nodes        labkit-control-plane Ready" in text
+    assert f"cluster DNS  kube-dns {kube_dns}, {len(dns_ready)} ready endpoint(s)" in text and dns_ready
+    assert f"<td style='text-align:left'>{info.server} (Kubernetes v1." in lab._repr_html_()
+
+    gone = Lab(EmbeddedBackend(tmp_path / "no-cluster"))
+    try:
+        assert "not reachable" in repr(gone), repr(gone)
+    finally:
+        gone.close()
