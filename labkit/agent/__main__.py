@@ -368,9 +368,13 @@ async def amain(args: argparse.Namespace, home_netns_fd: int | None = None) -> N
     agent: Agent | None = None
     if args.control_socket:
         def info() -> dict[str, Any]:
-            return {"backend": kind, "proxyMode": args.proxy_mode, "pid": os.getpid(),
-                    "sync": {"first": agent.first_sync, "last": agent.last_sync} if agent is not None else {},
-                    "timeouts": getattr(backend, "timeouts", {"tcp": 900, "tcpfin": 120, "udp": 300})}
+            out = {"backend": kind, "proxyMode": args.proxy_mode, "pid": os.getpid(),
+                   "sync": {"first": agent.first_sync, "last": agent.last_sync} if agent is not None else {},
+                   "timeouts": getattr(backend, "timeouts", {"tcp": 900, "tcpfin": 120, "udp": 300})}
+            if isinstance(backend, NftablesProxier):  # which chains the last transaction wrote (benchmarks)
+                out["transaction"] = {"lines": backend.last_transaction.count("\n"),
+                                      "chains": backend.last_chains[:200], "chainCount": len(backend.last_chains)}
+            return out
 
         def snapshot() -> Table:
             return {} if isinstance(backend, NftablesProxier) else backend.list()  # ipvsadm: empty in nftables mode

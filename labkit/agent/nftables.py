@@ -342,19 +342,16 @@ def run_nft(args: list[str], stdin: str | None = None) -> str:
 
 
 def list_table_objects() -> tuple[set[str], set[str]]:
-    """The chains and the sets of the kube-proxy table as the kernel has them (none if there is no table)."""
-    try:
-        doc = json.loads(run_nft(["--json", "--terse", "list", "table", *TABLE.split()]))
-    except NftError as exc:
-        if "No such file or directory" in str(exc):
-            return set(), set()
-        raise
+    """The chains and the sets of the kube-proxy table as the kernel has them (none if there is no table). Listed
+    without their rules and elements: listing a thousand Services' rules would cost more than rewriting them."""
+    family, table = TABLE.split()
     chains, sets = set(), set()
-    for obj in doc.get("nftables", []):
-        if "chain" in obj:
-            chains.add(obj["chain"]["name"])
-        elif "set" in obj:
-            sets.add(obj["set"]["name"])
+    for what, names in (("chains", chains), ("sets", sets)):
+        doc = json.loads(run_nft(["--json", "--terse", "list", what, family]) or "{}")
+        for obj in doc.get("nftables", []):
+            item = obj.get(what[:-1])
+            if item is not None and item.get("table") == table:
+                names.add(item["name"])
     return chains, sets
 
 
@@ -375,6 +372,7 @@ class NftablesProxier:
         self.flushed = False  # base chains re-created once per process
         self.failures = 0
         self.last_transaction = ""
+        self.last_chains: list[str] = []  # the service and endpoint chains the last transaction wrote or flushed
 
     def sync(self, ports: dict[object, list[ServicePort]], changed: set[object] | None) -> int:
         """A full sync (`changed` None) or a partial one over the Services in `changed`; returns the number of
@@ -412,6 +410,7 @@ class NftablesProxier:
         if lines:
             self.last_transaction = "\n".join(lines) + "\n"
             self._run(["-f", "-"], self.last_transaction)  # type: ignore[operator]
+            self.last_chains = sorted(active_chains | gone_chains)
         # committed: remember what the kernel now holds
         self.flushed = True
         for chain in active_chains:
