@@ -287,9 +287,40 @@ class HttpConnection:
         self.close()
 
 
+def conntrack_destinations(home: Path) -> dict[tuple[str, int], tuple[str, int]]:
+    """nftables mode's connection table: the node's conntrack entries (`conntrack -L`, /proc/net/nf_conntrack read
+    in the node's namespace), as {client address and port: where the DNAT sent it} for DNATed connections."""
+    from labkit.netns import run_in_netns
+    from labkit.node.names import Names
+
+    netns = Names.netns_path(Names.for_home(home).node_netns)
+    text = run_in_netns(netns, lambda: Path("/proc/thread-self/net/nf_conntrack").read_text())
+    out: dict[tuple[str, int], tuple[str, int]] = {}
+    for line in text.splitlines():
+        words = [w.split("=", 1) for w in line.split() if "=" in w]
+        src = [v for k, v in words if k == "src"]
+        dst = [v for k, v in words if k == "dst"]
+        sport = [v for k, v in words if k == "sport"]
+        if len(src) < 2 or len(dst) < 2 or len(sport) < 2 or dst[0] == src[1]:
+            continue  # not DNATed
+        out[(src[0], int(sport[0]))] = (src[1], int(sport[1]))
+    return out
+
+
 def connection_lookup(home: Path) -> Lookup:
-    """Where the agent sent the connection from `local` (its connection table), or None if it does not say."""
+    """Where the load balancer sent the connection from `local` (the agent's connection table; in nftables mode
+    the node's conntrack table), or None if it does not say."""
     sock = control_socket(home)
+    from labkit.backends.embedded import Paths
+
+    if Paths(home).proxy_mode() == "nftables":
+        def from_conntrack(local: tuple[str, int]) -> tuple[str, int] | None:
+            try:
+                return conntrack_destinations(home).get((local[0], local[1]))
+            except OSError:
+                return None
+
+        return from_conntrack
 
     def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
         if not sock.exists():

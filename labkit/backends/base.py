@@ -125,6 +125,11 @@ class Backend(abc.ABC):
         when the cluster has no IPVS table (another proxy mode, no access to a node).
         """
 
+    def nft(self, args: list[str]) -> str:
+        """What `nft ARGS` (a listing: `list table ip kube-proxy`, `list chain …`) prints on the (first) node, where
+        kube-proxy runs in nftables mode. `errors.Unavailable` where the backend cannot look."""
+        raise errors.Unavailable(f"the {self.name} backend cannot list a node's nftables rules")
+
     @abc.abstractmethod
     def ipvs_connections(self) -> list[Connection]:
         """The IPVS connection table (`ipvsadm -L -n -c`, /proc/net/ip_vs_conn), persistence templates included."""

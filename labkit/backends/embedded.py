@@ -301,10 +301,11 @@ class EmbeddedBackend(Backend):
         return f"<EmbeddedBackend {self.paths.home}>"
 
     def start(self, proxy_mode: str | None = None, timeout: float = 180.0) -> bool:
-        mode = proxy_mode or DEFAULT_PROXY_MODE
-        if mode not in self.proxy_modes:
-            raise errors.Unavailable(f"the embedded cluster cannot run kube-proxy's {mode} mode "
+        if proxy_mode is not None and proxy_mode not in self.proxy_modes:
+            raise errors.Unavailable(f"the embedded cluster cannot run kube-proxy's {proxy_mode} mode "
                                      f"(it runs: {', '.join(self.proxy_modes)})")
+        # no mode asked: a running cluster is fine whatever its mode; a new one gets the default
+        mode = proxy_mode or (self.proxy_mode if self.running() else DEFAULT_PROXY_MODE)
         if self.running() and self.proxy_mode != mode:
             raise errors.ClusterError(f"the cluster at {self.paths.home} runs the {self.proxy_mode} proxy mode, not "
                                       f"{mode}: `lab.down()` it first, or use another LABKIT_HOME")
@@ -352,6 +353,11 @@ class EmbeddedBackend(Backend):
         except (OSError, ValueError, RuntimeError) as exc:
             raise errors.ClusterError(f"the IPVS agent does not answer at {self._control()} ({exc}); "
                                       "is the cluster up? `labkit status`") from exc
+
+    def nft(self, args: list[str]) -> str:
+        from labkit.agent.cli import nft_output
+
+        return nft_output(self.paths.home, args)
 
     def ipvs_connections(self) -> list[Connection]:
         from labkit.agent.cli import read_connections

@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -30,6 +30,9 @@ from labkit.backends.base import Backend, backend_name, get_backend
 from labkit.lab import waiting
 from labkit.lab.portal import Portal
 from labkit.lab.results import ConnectionTable, EndpointTable, IpvsTable, Output, Requests
+
+if TYPE_CHECKING:
+    from labkit.lab.nftables import NftRules
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 _NS_FLAGS = ("-n", "--namespace", "-A", "--all-namespaces")
@@ -317,6 +320,31 @@ class Lab:
             vss = [vs for vs in vss if (f"{vs.address}:{vs.port}" if ":" not in vs.address
                                         else f"[{vs.address}]:{vs.port}") in keys]
         return IpvsTable.from_model(vss)
+
+    def nft(self, service: str | None = None, *, namespace: str | None = None) -> NftRules:
+        """kube-proxy's nftables rules (`nft list table ip kube-proxy` on the node) in a cluster running nftables
+        mode; with `service`, only the chains, sets and map elements that Service made, beside the IPVS virtual
+        servers the same desired state gives in IPVS mode (`.ipvs`)."""
+        from labkit.agent.desired import render_ipvs, service_ports
+        from labkit.lab.nftables import NftRules
+
+        rules = NftRules.parse(self._portal.run_blocking(lambda: self.backend.nft(["list", "table", "ip",
+                                                                                  "kube-proxy"])))
+        if service is None:
+            return rules
+        ns = namespace or self.namespace
+        svc = self.resource("service", service, ns)
+        spec = svc.get("spec") or {}
+        cluster_ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP")]) if ip and ip != "None"]
+        one = rules.only(ns, service, cluster_ips)
+        # the same Service as the IPVS proxier renders it, from the objects the agent reads
+        slices = self.resources("endpointslices", namespace=ns, selector=f"kubernetes.io/service-name={service}")
+        nodes = self.resources("nodes")
+        node = nodes[0]["metadata"]["name"] if nodes else ""
+        node_ips = [a["address"] for n in nodes[:1] for a in (n.get("status") or {}).get("addresses") or []
+                    if a.get("type") == "InternalIP"]
+        one.ipvs = IpvsTable.from_model(render_ipvs(service_ports(svc, slices, node), node_ips).table.values())
+        return one
 
     # -- DNS and HTTP from inside the cluster ---------------------------------------------------------------
 

@@ -18,22 +18,38 @@ from labkit.backends import embedded
 LABS = notebooks.sources()
 
 
+def proxy_mode(path: Path) -> str:
+    """The kube-proxy mode a lab asks for (`Lab.up(proxy_mode="nftables")`); the others run in IPVS mode."""
+    return "nftables" if 'proxy_mode="nftables"' in path.read_text() else "ipvs"
+
+
 @pytest.fixture(scope="session")
-def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("labs") / "home"
-    paths, _ = embedded.up(home, timeout=60)
+def lab_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """One cluster per proxy mode, started when the first lab needing it runs."""
+    homes: dict[str, Path] = {}
     try:
-        embedded.wait_usable(paths, timeout=120)
-        yield home
+        yield homes
     finally:
-        embedded.down(home)
+        for home in homes.values():
+            embedded.down(home)
+
+
+def _lab_home(homes: dict[str, Path], mode: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if mode not in homes:
+        home = tmp_path_factory.mktemp(f"labs-{mode}") / "home"
+        homes[mode] = home
+        paths, _ = embedded.up(home, timeout=60, proxy_mode=mode)
+        embedded.wait_usable(paths, timeout=120)
+    return homes[mode]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("path", LABS, ids=[p.stem for p in LABS])
-def test_lab(path: Path, lab_home: Path) -> None:
+def test_lab(path: Path, lab_homes: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     """The instructor build top to bottom, every check passing after its solution; and before each solution, the
-    student's placeholder and a copy of the exercise's checks, which must fail with their hint (exercises.trial)."""
+    student's placeholder and a copy of the exercise's checks, which must fail with their hint (exercises.trial).
+    Against a cluster in the proxy mode the lab asks for."""
+    lab_home = _lab_home(lab_homes, proxy_mode(path), tmp_path_factory)
     trial = exercises.trial(notebooks.read(path))
     result = notebooks.run(path, timeout=180, nb=trial,
                            env={"LABKIT_HOME": str(lab_home), "LABKIT_BACKEND": "embedded"})
