@@ -64,12 +64,14 @@ class Result:
 
 
 def run(path: Path, *, timeout: float = 300.0, env: dict[str, str] | None = None, nb: Any = None,
-        on_cell: Callable[[int, int], None] | None = None) -> Result:
+        on_cell: Callable[[int, int], None] | None = None,
+        after_cell: Callable[[int], None] | None = None) -> Result:
     """Execute the lab at `path` top to bottom in a fresh python3 kernel (cwd: the lab's folder).
 
     `env` is added to the kernel's environment (e.g. LABKIT_HOME, so the lab uses a private cluster). `nb` runs
     that notebook (a build of the lab, labkit.exercises) instead of the source as written. `on_cell(n, total)` is
-    called as the n-th of the notebook's `total` code cells starts.
+    called as the n-th of the notebook's `total` code cells starts; `after_cell(n)` after it ran (tests use it to
+    break the cluster mid-lab).
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -81,7 +83,12 @@ def run(path: Path, *, timeout: float = 300.0, env: dict[str, str] | None = None
         if on_cell is not None and cell_index in code_index:
             on_cell(code_index[cell_index], len(code_index))
 
+    def cell_ran(cell: Any, cell_index: int, **_: Any) -> None:
+        if after_cell is not None and cell_index in code_index:
+            after_cell(code_index[cell_index])
+
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_execute=cell_started,
+                            on_cell_executed=cell_ran,
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.monotonic()
     saved = {k: os.environ.get(k) for k in (env or {})}

@@ -236,6 +236,7 @@ class HttpConnection:
         self.address, self.port, self.host_header = address, port, host_header
         self._lookup = lookup
         self.destination: tuple[str, int] | None = None
+        self.target = "/"  # what request() asks for when given no target
         self.closed = False
         self._count = 0
         self.sock = make_socket()
@@ -248,8 +249,9 @@ class HttpConnection:
         self.local: tuple[str, int] = self.sock.getsockname()[:2]
         self.peer: tuple[str, int] = self.sock.getpeername()[:2]
 
-    def request(self, target: str = "/", *, close: bool = False) -> Reply:
-        """GET `target`; `close` asks the server to close the connection after answering."""
+    def request(self, target: str | None = None, *, close: bool = False) -> Reply:
+        """GET `target` (default: `self.target`); `close` asks the server to close the connection after answering."""
+        target = target or self.target
         reply = Reply(self._count, local=self.local, peer=self.peer)
         self._count += 1
         if self.closed:

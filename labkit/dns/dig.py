@@ -445,15 +445,25 @@ def dig(
     q = make_query(name, rdtype, edns=edns, rd=rd)
     wire = q.to_wire()
     t0 = time.perf_counter()
-    reply = t.exchange(wire, server, port, tcp, timeout)
+    reply = _exchange(t, wire, server, port, tcp, timeout)
     msg = dns.message.from_wire(reply, ignore_trailing=True)
     retried = False
     if not tcp and not ignore and msg.flags & dns.flags.TC:
         tcp = retried = True
-        reply = t.exchange(wire, server, port, True, timeout)
+        reply = _exchange(t, wire, server, port, True, timeout)
         msg = dns.message.from_wire(reply, ignore_trailing=True)
     elapsed = int((time.perf_counter() - t0) * 1000)
     return DigResult(msg, server, port, tcp, elapsed, len(reply), truncated_retry=retried)
+
+
+def _exchange(t: Transport, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
+    try:
+        return t.exchange(wire, server, port, tcp, timeout)
+    except (TimeoutError, PermissionError):
+        raise  # their messages already name the server
+    except OSError as exc:  # e.g. "Connection refused": say from where
+        raise type(exc)(f"no answer from {server}#{port} ({'TCP' if tcp else 'UDP'}): "
+                        f"{exc.strerror or exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------- resolve

@@ -369,9 +369,11 @@ class Lab:
                         timeout: float = 3.0) -> Any:
         """An HTTP/1.1 connection kept open (from `from_pod`, else the node): `.request()` sends a GET on it,
         `.destination` is where the load balancer sent it, `.close()` ends it."""
-        host, port, _ = _split_url(url)
-        return self.backend.http_connection(host, port, from_pod=from_pod, namespace=namespace or self.namespace,
+        host, port, target = _split_url(url)
+        conn = self.backend.http_connection(host, port, from_pod=from_pod, namespace=namespace or self.namespace,
                                             timeout=timeout)
+        conn.target = target
+        return conn
 
     def requests(self, url: str, *, from_pod: str | None = None, count: int = 10, keepalive: bool = False,
                  namespace: str | None = None, timeout: float = 3.0) -> Requests:

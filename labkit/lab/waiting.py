@@ -7,6 +7,7 @@ the interval is short, and the wait ends as soon as the condition holds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from labkit.lab.core import Lab
 
 INTERVAL = 0.05
+TIMEOUT_ENV = "LABKIT_WAIT_TIMEOUT"  # seconds: overrides every wait's timeout (tests that break a cluster on purpose)
 
 
 class WaitTimeout(errors.LabkitError, TimeoutError):
@@ -44,6 +46,8 @@ class Waited:
 
 
 def wait(check: Check, timeout: float) -> Waited:
+    if os.environ.get(TIMEOUT_ENV):
+        timeout = float(os.environ[TIMEOUT_ENV])
     start = time.monotonic()
     deadline = start + timeout
     seen = "nothing yet"
