@@ -88,6 +88,10 @@ _ALL = (
                  subresources=("scale", "status")),
     ResourceKind("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), ("all",),
                  subresources=("scale", "status")),
+    ResourceKind("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), ("all",),
+                 subresources=("status",)),
+    ResourceKind("batch", "v1", "Job", "jobs", "job", True, (), ("all",), subresources=("status",)),
+    ResourceKind("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), ("all",), subresources=("status",)),
     ResourceKind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
 )
 

@@ -387,6 +387,62 @@ def _default_stateful_set(obj: dict) -> None:
     status.setdefault("availableReplicas", 0)
 
 
+def _default_daemon_set(obj: dict) -> None:
+    spec = _obj(obj, "spec")
+    us = _obj(spec, "updateStrategy")
+    if not us.get("type"):
+        us["type"] = "RollingUpdate"
+    if us["type"] == "RollingUpdate":
+        ru = _obj(us, "rollingUpdate")
+        if ru.get("maxUnavailable") is None:
+            ru["maxUnavailable"] = 1
+        if ru.get("maxSurge") is None:
+            ru["maxSurge"] = 0
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    default_pod_template(spec.get("template"))
+    _obj(obj, "status")
+
+
+def _default_job_spec(spec: dict) -> None:
+    """SetDefaults_Job's spec part (a CronJob's jobTemplate only gets its pod template defaulted)."""
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    if spec.get("parallelism") is None:
+        spec["parallelism"] = 1
+    if spec.get("backoffLimit") is None and spec.get("backoffLimitPerIndex") is None:
+        spec["backoffLimit"] = 6
+    if not spec.get("completionMode"):
+        spec["completionMode"] = "NonIndexed"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if not spec.get("podReplacementPolicy") and spec.get("podFailurePolicy") is None:
+        spec["podReplacementPolicy"] = "TerminatingOrFailed"
+
+
+def _default_job(obj: dict) -> None:
+    spec = _obj(obj, "spec")
+    _default_job_spec(spec)
+    default_pod_template(spec.get("template"))
+    _obj(obj, "status")
+
+
+def _default_cron_job(obj: dict) -> None:
+    spec = _obj(obj, "spec")
+    if not spec.get("concurrencyPolicy"):
+        spec["concurrencyPolicy"] = "Allow"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if spec.get("successfulJobsHistoryLimit") is None:
+        spec["successfulJobsHistoryLimit"] = 3
+    if spec.get("failedJobsHistoryLimit") is None:
+        spec["failedJobsHistoryLimit"] = 1
+    job_template = _obj(spec, "jobTemplate")
+    _obj(job_template, "metadata").setdefault("creationTimestamp", None)
+    default_pod_template(_obj(job_template, "spec").get("template"))
+    _obj(obj, "status")
+
+
 # ---------------------------------------------------------------------------
 # the rest
 # ---------------------------------------------------------------------------
@@ -452,6 +508,12 @@ def apply_defaults(kind: ResourceKind, obj: dict, old: dict | None = None) -> No
         _default_replica_set(obj)
     elif k == ("apps", "StatefulSet"):
         _default_stateful_set(obj)
+    elif k == ("apps", "DaemonSet"):
+        _default_daemon_set(obj)
+    elif k == ("batch", "Job"):
+        _default_job(obj)
+    elif k == ("batch", "CronJob"):
+        _default_cron_job(obj)
     elif k == ("", "Namespace"):
         _default_namespace(obj)
     elif k == ("", "Endpoints"):

@@ -37,6 +37,7 @@ _APPS_PREFIXES = ("Deployment", "ReplicaSet", "StatefulSet", "RollingUpdateDeplo
 _DISCOVERY_TYPES = {"EndpointSlice", "EndpointSliceList", "Endpoint", "EndpointConditions", "EndpointHints",
                     "ForZone", "ForNode"}
 _AUTOSCALING_TYPES = {"Scale", "ScaleSpec", "ScaleStatus"}
+_BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "SuccessPolicy", "UncountedTerminatedPods")
 
 # Strategic-merge-patch metadata upstream declares on list fields: (model, json field) → (strategy, merge key).
 _PATCH_META: dict[tuple[str, str], tuple[str, str]] = {
@@ -79,6 +80,8 @@ def definition_name(model: str) -> str:
         return f"io.k8s.api.apps.v1.{base}"
     if base in _DISCOVERY_TYPES:
         return f"io.k8s.api.discovery.v1.{base}"
+    if base.startswith(_BATCH_PREFIXES):
+        return f"io.k8s.api.batch.v1.{base}"
     if base in _AUTOSCALING_TYPES:
         return f"io.k8s.api.autoscaling.v1.{base}"
     return f"io.k8s.api.core.v1.{base}"

@@ -45,6 +45,8 @@ KINDS: dict[tuple[str, str], str] = {
         "Namespace", "Service", "Pod", "Endpoints", "Event", "Node", "ConfigMap", "Secret", "ServiceAccount",
         "PodTemplate", "ResourceQuota", "LimitRange")},
     **{("apps/v1", kind): f"apps.{kind}" for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")},
+    ("batch/v1", "Job"): "batch.Job",
+    ("batch/v1", "CronJob"): "batch.CronJob",
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
     ("v1", "Status"): "meta.Status",
     ("meta.k8s.io/v1", "Status"): "meta.Status",
@@ -119,6 +121,32 @@ core.CSIVolumeSource: 1 driver s; 2 readOnly b op; 3 fsType s op; 4 volumeAttrib
 core.Capabilities: 1 add r:s o; 2 drop r:s o;
 core.CephFSVolumeSource: 1 monitors r:s; 2 path s o; 3 user s o; 4 secretFile s o;
     5 secretRef core.LocalObjectReference op; 6 readOnly b o;
+batch.CronJob: 1 metadata meta.ObjectMeta o; 2 spec batch.CronJobSpec o; 3 status batch.CronJobStatus o;
+batch.CronJobSpec: 1 schedule s; 8 timeZone s op; 2 startingDeadlineSeconds l op; 3 concurrencyPolicy s o;
+    4 suspend b op; 5 jobTemplate batch.JobTemplateSpec; 6 successfulJobsHistoryLimit i op;
+    7 failedJobsHistoryLimit i op;
+batch.CronJobStatus: 1 active r:core.ObjectReference o; 4 lastScheduleTime meta.Time op;
+    5 lastSuccessfulTime meta.Time op;
+batch.Job: 1 metadata meta.ObjectMeta o; 2 spec batch.JobSpec o; 3 status batch.JobStatus o;
+batch.JobCondition: 1 type s; 2 status s; 3 lastProbeTime meta.Time o; 4 lastTransitionTime meta.Time o;
+    5 reason s o; 6 message s o;
+batch.JobSpec: 1 parallelism i op; 2 completions i op; 3 activeDeadlineSeconds l op;
+    11 podFailurePolicy batch.PodFailurePolicy op; 16 successPolicy batch.SuccessPolicy op; 7 backoffLimit i op;
+    12 backoffLimitPerIndex i op; 13 maxFailedIndexes i op; 4 selector meta.LabelSelector op;
+    5 manualSelector b op; 6 template core.PodTemplateSpec; 8 ttlSecondsAfterFinished i op;
+    9 completionMode s op; 10 suspend b op; 14 podReplacementPolicy s op; 15 managedBy s op;
+batch.JobStatus: 1 conditions r:batch.JobCondition o; 2 startTime meta.Time op; 3 completionTime meta.Time op;
+    4 active i o; 5 succeeded i o; 6 failed i o; 11 terminating i op; 7 completedIndexes s o;
+    10 failedIndexes s op; 8 uncountedTerminatedPods batch.UncountedTerminatedPods op; 9 ready i op;
+batch.JobTemplateSpec: 1 metadata meta.ObjectMeta o; 2 spec batch.JobSpec o;
+batch.PodFailurePolicy: 1 rules r:batch.PodFailurePolicyRule;
+batch.PodFailurePolicyOnExitCodesRequirement: 1 containerName s op; 2 operator s; 3 values r:i;
+batch.PodFailurePolicyOnPodConditionsPattern: 1 type s; 2 status s;
+batch.PodFailurePolicyRule: 1 action s; 2 onExitCodes batch.PodFailurePolicyOnExitCodesRequirement op;
+    3 onPodConditions r:batch.PodFailurePolicyOnPodConditionsPattern o;
+batch.SuccessPolicy: 1 rules r:batch.SuccessPolicyRule;
+batch.SuccessPolicyRule: 1 succeededIndexes s op; 2 succeededCount i op;
+batch.UncountedTerminatedPods: 1 succeeded r:s o; 2 failed r:s o;
 core.CinderVolumeSource: 1 volumeID s; 2 fsType s o; 3 readOnly b o; 4 secretRef core.LocalObjectReference op;
 core.ClientIPConfig: 1 timeoutSeconds i op;
 core.ClusterTrustBundleProjection: 1 name s op; 2 signerName s op; 3 labelSelector meta.LabelSelector op;

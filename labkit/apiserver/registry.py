@@ -23,7 +23,7 @@ import yaml
 
 from labkit import errors, kinds
 from labkit.apiserver import apply as ssa
-from labkit.apiserver import convert, defaults, patch, schema, validation
+from labkit.apiserver import convert, defaults, patch, schema, validation, workloads
 from labkit.apiserver.ipalloc import ServiceAllocator
 from labkit.apiserver.normalize import normalize
 from labkit.apiserver.selectors import FieldRequirement, Requirement, fields_match, labels_match
@@ -34,9 +34,10 @@ from labkit.kinds import ResourceKind
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _GENERATED_SUFFIX = 5
 # Kinds whose metadata.generation tracks spec changes.
-_GENERATION_KINDS = {"deployments", "replicasets", "statefulsets"}
+_GENERATION_KINDS = {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"}
 # Kinds whose status is only written through the /status subresource.
-_STATUS_SUBRESOURCE = {"pods", "services", "nodes", "namespaces", "deployments", "replicasets", "statefulsets"}
+_STATUS_SUBRESOURCE = {"pods", "services", "nodes", "namespaces", "deployments", "replicasets", "statefulsets",
+                       "daemonsets", "jobs", "cronjobs"}
 _CREATE_ON_UPDATE = {"endpoints", "events", "endpointslices"}
 _IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
@@ -217,6 +218,7 @@ class Registry:
         # re-add "kubernetes" on update, or the finalize call could never let a Terminating namespace go.
         ns_finalizers = list(new["spec"]["finalizers"] or []) if kind.plural == "namespaces" else None
         defaults.apply_defaults(kind, new, old)
+        workloads.prepare_for_update(kind.plural, new, old)
         if ns_finalizers is not None:
             new["spec"]["finalizers"] = ns_finalizers
         causes = validation.validate(kind, new, old)
@@ -542,8 +544,9 @@ class Registry:
         """Status a new object starts with (PrepareForCreate of each kind's strategy)."""
         if kind.plural == "pods":
             obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
-        elif kind.plural in ("deployments", "replicasets", "statefulsets"):
+        elif kind.plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"):
             obj["status"] = {}
+            workloads.prepare_for_create(kind.plural, obj)
         elif kind.plural == "services":
             obj["status"] = {"loadBalancer": {}}
         elif kind.plural == "namespaces":

@@ -1502,9 +1502,18 @@ _VALIDATORS: dict[tuple[str, str], Callable[[dict, dict | None], list[Cause]]] =
 }
 
 
+# Validators of validation_batch.py, by kind.
+_WORKLOAD_KINDS = {("apps", "DaemonSet"): "validate_daemon_set", ("batch", "Job"): "validate_job",
+                   ("batch", "CronJob"): "validate_cron_job"}
+
+
 def validate(kind: ResourceKind, obj: dict, old: dict | None = None) -> list[dict]:
     """The causes that make `obj` invalid (empty when valid); `old` is the stored object on update."""
     fn = _VALIDATORS.get((kind.group, kind.kind))
+    if fn is None and (kind.group, kind.kind) in _WORKLOAD_KINDS:
+        from labkit.apiserver import validation_batch  # it builds on this module
+
+        fn = getattr(validation_batch, _WORKLOAD_KINDS[(kind.group, kind.kind)])
     if fn is None:
         return validate_object_meta(obj.get("metadata"), kind.namespaced, name_is_dns_subdomain)
     return fn(obj, old)

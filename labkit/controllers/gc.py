@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 GC_RESOURCES = ("pods", "services", "endpoints", "endpointslices", "deployments", "replicasets", "statefulsets",
-                "configmaps", "secrets", "serviceaccounts")
+                "configmaps", "secrets", "serviceaccounts", "daemonsets", "jobs", "cronjobs")
 
 Ref = tuple[str, str, str]  # (resource, namespace, name)
 

@@ -21,7 +21,8 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 RESOURCES = ("namespaces", "nodes", "pods", "services", "endpoints", "endpointslices",
-             "deployments", "replicasets", "statefulsets", "configmaps", "secrets", "serviceaccounts")
+             "deployments", "replicasets", "statefulsets", "configmaps", "secrets", "serviceaccounts",
+             "daemonsets", "jobs", "cronjobs")
 
 
 class Manager:
@@ -160,9 +161,12 @@ class Manager:
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
         """Create the controllers (registering their handlers)."""
+        from .cronjob import CronJobController
+        from .daemonset import DaemonSetController
         from .deployment import DeploymentController
         from .endpoint_controllers import EndpointsController, EndpointSliceController, MirroringController
         from .gc import GarbageCollector, NamespaceController
+        from .job import JobController, TTLAfterFinishedController
         from .replicaset import ReplicaSetController
         from .scheduler import Scheduler
         from .serviceaccounts import RootCACertPublisher, ServiceAccountsController
@@ -172,6 +176,7 @@ class Manager:
             EndpointsController(self), EndpointSliceController(self), MirroringController(self),
             ReplicaSetController(self), DeploymentController(self), StatefulSetController(self),
             Scheduler(self), GarbageCollector(self), NamespaceController(self), ServiceAccountsController(self),
+            DaemonSetController(self), JobController(self), TTLAfterFinishedController(self), CronJobController(self),
         ]
         if self.root_ca:
             self.controllers.append(RootCACertPublisher(self, self.root_ca.decode()))

@@ -34,6 +34,27 @@ def needs_scheduling(pod: dict) -> bool:
         (spec.get("schedulerName") or "default-scheduler") == "default-scheduler"
 
 
+def _required_node_names(pod: dict) -> set[str] | None:
+    """The node names a required node affinity on `metadata.name` allows (how DaemonSet pods are pinned)."""
+    terms = ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+    names: set[str] | None = None
+    for term in terms:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("operator") == "In":
+                names = (names or set()) | set(field.get("values") or [])
+    return names
+
+
+def fits(pod: dict, node: dict) -> bool:
+    """The NodeName, NodeSelector and NodeAffinity (matchFields on metadata.name) filters."""
+    labels = meta(node).get("labels") or {}
+    if any(labels.get(k) != v for k, v in ((pod.get("spec") or {}).get("nodeSelector") or {}).items()):
+        return False
+    names = _required_node_names(pod)
+    return names is None or name_of(node) in names
+
+
 class Scheduler:
     def __init__(self, mgr: Manager) -> None:
         self.mgr = mgr
@@ -52,8 +73,9 @@ class Scheduler:
                 if needs_scheduling(pod):
                     self.queue.add((ns_of(pod), name_of(pod)))
 
-    def pick_node(self) -> str | None:
-        ready = sorted(name_of(n) for n in self.mgr.informer("nodes").items() if node_ready(n))
+    def pick_node(self, pod: dict | None = None) -> str | None:
+        ready = sorted(name_of(n) for n in self.mgr.informer("nodes").items()
+                       if node_ready(n) and (pod is None or fits(pod, n)))
         return ready[0] if ready else None
 
     async def sync(self, key: tuple[str, str]) -> None:
@@ -61,7 +83,7 @@ class Scheduler:
         pod = self.mgr.informer("pods").get(ns, name)
         if pod is None or not needs_scheduling(pod):
             return
-        node = self.pick_node()
+        node = self.pick_node(pod)
         if node is None:
             return
         client = self.mgr.client

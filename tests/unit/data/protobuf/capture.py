@@ -48,7 +48,7 @@ COMMANDS: dict[str, list[str]] = {
     # {tmp} is the capture's temporary directory; BLOB (not UTF-8) is written there as blob.bin.
     "configmap_binary": ["create", "configmap", "bin", "--from-file=blob={tmp}/blob.bin"],
     # batch/v1 Job: a kind decode() does not support (the test expects ProtobufError).
-    "job_unsupported": ["create", "job", "j", "--image=busybox"],
+    "job": ["create", "job", "j", "--image=busybox"],
     "deployment_multi": ["create", "deployment", "multi", "--image=nginx", "--image=busybox", "-n", "other"],
 }
 
