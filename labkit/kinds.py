@@ -35,6 +35,7 @@ class ResourceKind:
         "watch",
     )
     list_kind: str = field(default="")
+    stored: bool = True  # False for the reviews the API server answers without keeping them (create only)
 
     @property
     def api_version(self) -> str:
@@ -93,6 +94,12 @@ _ALL = (
     ResourceKind("batch", "v1", "Job", "jobs", "job", True, (), ("all",), subresources=("status",)),
     ResourceKind("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), ("all",), subresources=("status",)),
     ResourceKind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
+    ResourceKind("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                 False, verbs=("create",), stored=False),
+    ResourceKind("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                 "selfsubjectaccessreview", False, verbs=("create",), stored=False),
+    ResourceKind("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                 "selfsubjectrulesreview", False, verbs=("create",), stored=False),
 )
 
 ALL_KINDS: tuple[ResourceKind, ...] = _ALL

@@ -38,6 +38,11 @@ _DISCOVERY_TYPES = {"EndpointSlice", "EndpointSliceList", "Endpoint", "EndpointC
                     "ForZone", "ForNode"}
 _AUTOSCALING_TYPES = {"Scale", "ScaleSpec", "ScaleStatus"}
 _BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "SuccessPolicy", "UncountedTerminatedPods")
+_AUTHENTICATION_TYPES = {"SelfSubjectReview", "SelfSubjectReviewStatus", "UserInfo"}
+_AUTHORIZATION_TYPES = {"SelfSubjectAccessReview", "SelfSubjectAccessReviewSpec", "SubjectAccessReviewStatus",
+                        "ResourceAttributes", "NonResourceAttributes", "FieldSelectorAttributes",
+                        "LabelSelectorAttributes", "SelfSubjectRulesReview", "SelfSubjectRulesReviewSpec",
+                        "SubjectRulesReviewStatus", "ResourceRule", "NonResourceRule"}
 
 # Strategic-merge-patch metadata upstream declares on list fields: (model, json field) → (strategy, merge key).
 _PATCH_META: dict[tuple[str, str], tuple[str, str]] = {
@@ -80,6 +85,10 @@ def definition_name(model: str) -> str:
         return f"io.k8s.api.apps.v1.{base}"
     if base in _DISCOVERY_TYPES:
         return f"io.k8s.api.discovery.v1.{base}"
+    if base in _AUTHENTICATION_TYPES:
+        return f"io.k8s.api.authentication.v1.{base}"
+    if base in _AUTHORIZATION_TYPES:
+        return f"io.k8s.api.authorization.v1.{base}"
     if base.startswith(_BATCH_PREFIXES):
         return f"io.k8s.api.batch.v1.{base}"
     if base in _AUTOSCALING_TYPES:
@@ -254,7 +263,8 @@ def _paths_for(kind: ResourceKind, need: set[str]) -> dict[str, Any]:
     if "delete" in kind.verbs:
         item_ops["delete"] = _op("delete", f"delete{pre}{scope}{kind.kind}", gvk, [], status_ref,
                                  _ref("V1DeleteOptions"), ("200", "202"))
-    paths[item] = item_ops
+    if len(item_ops) > 1:  # a review kind has no item path
+        paths[item] = item_ops
     if kind.namespaced and "list" in kind.verbs and model_class_exists(list_model):
         paths[f"{base}/{kind.plural}"] = {
             "parameters": [_PRETTY],

@@ -106,6 +106,8 @@ def document() -> bytes:
     """The encoded Document."""
     paths = b""
     for kind in ALL_KINDS:
+        if "patch" not in kind.verbs:
+            continue
         path_item = _field(8, _patch_operation(kind))  # PathItem.patch
         paths += _field(2, _field(1, _item_path(kind)) + _field(2, path_item))  # Paths.path: NamedPathItem
     info = _field(1, "Kubernetes") + _field(2, "v1.32.5-labkit")

@@ -45,6 +45,9 @@ KINDS: dict[tuple[str, str], str] = {
         "Namespace", "Service", "Pod", "Endpoints", "Event", "Node", "ConfigMap", "Secret", "ServiceAccount",
         "PodTemplate", "ResourceQuota", "LimitRange")},
     **{("apps/v1", kind): f"apps.{kind}" for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")},
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication.SelfSubjectReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "authorization.SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "authorization.SelfSubjectRulesReview",
     ("batch/v1", "Job"): "batch.Job",
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
@@ -121,6 +124,27 @@ core.CSIVolumeSource: 1 driver s; 2 readOnly b op; 3 fsType s op; 4 volumeAttrib
 core.Capabilities: 1 add r:s o; 2 drop r:s o;
 core.CephFSVolumeSource: 1 monitors r:s; 2 path s o; 3 user s o; 4 secretFile s o;
     5 secretRef core.LocalObjectReference op; 6 readOnly b o;
+authentication.SelfSubjectReview: 1 metadata meta.ObjectMeta o; 2 status authentication.SelfSubjectReviewStatus o;
+authentication.SelfSubjectReviewStatus: 1 userInfo authentication.UserInfo o;
+authentication.UserInfo: 1 username s o; 2 uid s o; 3 groups r:s o;
+authorization.FieldSelectorAttributes: 1 rawSelector s o; 2 requirements r:meta.FieldSelectorRequirement o;
+authorization.LabelSelectorAttributes: 1 rawSelector s o; 2 requirements r:meta.LabelSelectorRequirement o;
+authorization.NonResourceAttributes: 1 path s o; 2 verb s o;
+authorization.NonResourceRule: 1 verbs r:s; 2 nonResourceURLs r:s o;
+authorization.ResourceAttributes: 1 namespace s o; 2 verb s o; 3 group s o; 4 version s o; 5 resource s o;
+    6 subresource s o; 7 name s o; 8 fieldSelector authorization.FieldSelectorAttributes op;
+    9 labelSelector authorization.LabelSelectorAttributes op;
+authorization.ResourceRule: 1 verbs r:s; 2 apiGroups r:s o; 3 resources r:s o; 4 resourceNames r:s o;
+authorization.SelfSubjectAccessReview: 1 metadata meta.ObjectMeta o;
+    2 spec authorization.SelfSubjectAccessReviewSpec; 3 status authorization.SubjectAccessReviewStatus o;
+authorization.SelfSubjectAccessReviewSpec: 1 resourceAttributes authorization.ResourceAttributes op;
+    2 nonResourceAttributes authorization.NonResourceAttributes op;
+authorization.SelfSubjectRulesReview: 1 metadata meta.ObjectMeta o; 2 spec authorization.SelfSubjectRulesReviewSpec;
+    3 status authorization.SubjectRulesReviewStatus o;
+authorization.SelfSubjectRulesReviewSpec: 1 namespace s o;
+authorization.SubjectAccessReviewStatus: 1 allowed b; 4 denied b o; 2 reason s o; 3 evaluationError s o;
+authorization.SubjectRulesReviewStatus: 1 resourceRules r:authorization.ResourceRule;
+    2 nonResourceRules r:authorization.NonResourceRule; 3 incomplete b; 4 evaluationError s o;
 batch.CronJob: 1 metadata meta.ObjectMeta o; 2 spec batch.CronJobSpec o; 3 status batch.CronJobStatus o;
 batch.CronJobSpec: 1 schedule s; 8 timeZone s op; 2 startingDeadlineSeconds l op; 3 concurrencyPolicy s o;
     4 suspend b op; 5 jobTemplate batch.JobTemplateSpec; 6 successfulJobsHistoryLimit i op;
@@ -483,6 +507,7 @@ discovery.ForNode: 1 name s;
 discovery.ForZone: 1 name s;
 meta.Condition: 1 type s; 2 status s; 3 observedGeneration l o; 4 lastTransitionTime meta.Time; 5 reason s;
     6 message s;
+meta.FieldSelectorRequirement: 1 key s; 2 operator s; 3 values r:s o;
 meta.LabelSelector: 1 matchLabels ms:s o; 2 matchExpressions r:meta.LabelSelectorRequirement o;
 meta.LabelSelectorRequirement: 1 key s; 2 operator s; 3 values r:s o;
 meta.ListMeta: 1 selfLink s o; 2 resourceVersion s o; 3 continue s o; 4 remainingItemCount l op;

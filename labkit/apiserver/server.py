@@ -29,7 +29,7 @@ import yaml
 from aiohttp import web
 
 from labkit import errors, kinds
-from labkit.apiserver import discovery, openapi, openapi_v2, protobuf, tables
+from labkit.apiserver import discovery, openapi, openapi_v2, protobuf, reviews, tables
 from labkit.apiserver.registry import Registry
 from labkit.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from labkit.apiserver.storage import WatchEvent
@@ -202,6 +202,12 @@ class ApiServer:
         kind = route.kind
         if route.sub in ("exec", "log", "attach", "portforward"):
             return await self._pod_io(request, route)
+        if not kind.stored:
+            if method != "POST" or route.name is not None:
+                raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+            body = await self._read_body(request, kind)
+            answer = reviews.review(kind.kind, kind.api_version, body, request["user"], request.get("readonly", False))
+            return _json_response(answer, status=201)
         write = method in ("POST", "PUT", "PATCH", "DELETE")
         if write and request.get("readonly"):
             verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
