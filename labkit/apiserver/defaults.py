@@ -185,10 +185,11 @@ def _default_pod(obj: dict) -> None:
     default_pod_spec(spec)
     if spec.get("enableServiceLinks") is None:
         spec["enableServiceLinks"] = True
-    # Admission: ServiceAccount, Priority, DefaultTolerationSeconds.
-    if not spec.get("serviceAccountName"):
+    # Admission: ServiceAccount (which leaves kubelet's mirror pods alone), Priority, DefaultTolerationSeconds.
+    mirror = "kubernetes.io/config.mirror" in (_obj(obj, "metadata").get("annotations") or {})
+    if not spec.get("serviceAccountName") and not mirror:
         spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
-    if not spec.get("serviceAccount"):
+    if not spec.get("serviceAccount") and spec.get("serviceAccountName"):
         spec["serviceAccount"] = spec["serviceAccountName"]
     if spec.get("priority") is None:
         spec["priority"] = 0

@@ -21,6 +21,7 @@ import hashlib
 import json
 from typing import Any
 
+from labkit.apiserver.enums import ENUMS, describe
 from labkit.apiserver.schema import FieldType, field_schema, kind_model, model_description
 from labkit.kinds import ALL_KINDS, ResourceKind
 
@@ -72,6 +73,18 @@ _PATCH_META: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+# IntOrString as kube-apiserver's OpenAPI v3 defines it: `oneOf` integer/string and no `type`, so `kubectl explain`
+# names the field's type after the definition (`<IntOrString>`), not `<string>`.
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_INT_OR_STRING_SCHEMA = {
+    "description": "IntOrString is a type that can hold an int32 or a string.  When used in JSON or YAML marshalling "
+                   "and unmarshalling, it produces or consumes the inner type.  This allows you to have, for example, "
+                   "a JSON field that can accept a name or number.",
+    "format": "int-or-string",
+    "oneOf": [{"type": "integer"}, {"type": "string"}],
+}
+
+
 def definition_name(model: str) -> str:
     """Upstream's definition name for a client model: V1ServiceSpec → io.k8s.api.core.v1.ServiceSpec."""
     for prefix, group in (("CoreV1", "core"), ("DiscoveryV1", "discovery"), ("AppsV1", "apps"),
@@ -114,7 +127,8 @@ def _type_schema(ftype: FieldType, need: set[str]) -> dict[str, Any]:
             return {"type": "string", "format": "date-time"}
         return {"type": "string"}
     if ftype.kind == "intstr":
-        return {"type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": True}
+        need.add(INT_OR_STRING)
+        return {"allOf": [{"$ref": f"#/components/schemas/{INT_OR_STRING}"}]}
     if ftype.kind == "any":
         return {"type": "object"}
     if ftype.kind == "model":
@@ -136,8 +150,12 @@ def _model_schema(model: str, need: set[str]) -> dict[str, Any]:
     required: list[str] = []
     for name, f in field_schema(model).items():
         schema = _type_schema(f.type, need)
-        if f.description:
-            schema["description"] = f.description
+        values = ENUMS.get((model, name))
+        description = f.description + (describe(values) if values else "")
+        if description:
+            schema["description"] = description
+        if values:
+            schema["enum"] = [v for v, _ in values]
         meta = _PATCH_META.get((model, name))
         if meta:
             strategy, key = meta
@@ -306,6 +324,9 @@ def _components(need: set[str], top: dict[str, list[dict[str, str]]]) -> dict[st
         if model in done:
             continue
         done.add(model)
+        if model == INT_OR_STRING:
+            schemas[INT_OR_STRING] = _INT_OR_STRING_SCHEMA
+            continue
         more: set[str] = set()
         schema = _model_schema(model, more)
         if model in top:

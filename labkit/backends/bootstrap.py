@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from labkit import errors
+from labkit.backends import kube_proxy
 from labkit.client import Client
 
 NODE_NAME = "labkit-control-plane"
@@ -118,8 +119,8 @@ def kube_dns() -> list[dict]:
     return [service, deployment]
 
 
-async def ensure_objects(client: Client) -> None:
-    """Create every object kubeadm would that does not exist yet."""
+async def ensure_objects(client: Client, proxy_mode: str = "ipvs") -> None:
+    """Create every object kubeadm would that does not exist yet (kube-proxy's ConfigMap in `proxy_mode`)."""
 
     async def ensure(obj: dict) -> None:
         try:
@@ -127,4 +128,6 @@ async def ensure_objects(client: Client) -> None:
         except errors.AlreadyExists:
             pass
 
-    await asyncio.gather(*(ensure(obj) for obj in [node(), *kube_dns()]))
+    coredns_sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns",
+                                                                            "namespace": "kube-system"}}
+    await asyncio.gather(*(ensure(obj) for obj in [node(), coredns_sa, *kube_dns(), *kube_proxy.objects(proxy_mode)]))

@@ -97,7 +97,7 @@ class Supervisor:
         write_kubeconfig(paths.kubeconfig, f"https://127.0.0.1:{port}", pki.admin_token.read_text().strip(),
                          pki.ca_cert.read_bytes())
         async with Client.from_kubeconfig(paths.kubeconfig, user_agent="labkit-bootstrap") as client:
-            await bootstrap.ensure_objects(client)
+            await bootstrap.ensure_objects(client, paths.proxy_mode())
         (paths.run / "ready").write_text("ok")
         await network
         for comp in self.components[1:]:

@@ -35,6 +35,7 @@ from labkit import errors
 from labkit.client import Client, Informer
 from labkit.controllers.events import EventRecorder
 from labkit.node import status as st_mod
+from labkit.node import system_pods
 from labkit.node.images import ImageError, image_files, resolve_image
 from labkit.node.node import Node, container_id
 from labkit.node.nsutil import NetnsSockets
@@ -50,6 +51,7 @@ log = logging.getLogger("labkit.node.kubelet")
 NODE_NAME = "labkit-control-plane"
 HEARTBEAT_SECONDS = 10.0
 DEFAULT_GRACE = 30
+SYSTEM_POD_REFRESH_SECONDS = 10.0  # how often a system pod's status follows its process (restarts)
 SANDBOX_RETRY_SECONDS = 10.0  # kubelet's pod worker back-off after a failed sync (backOffPeriod)
 CONFIG_RETRY_SECONDS = 10.0
 
@@ -209,6 +211,11 @@ class PodWorker:
             return True
         if not self.adopted:
             self._adopt()
+        if system_pods.component_of(pod):
+            # A process the supervisor runs (kube-proxy, a control-plane mirror pod): report it, run nothing.
+            await self._write_status()
+            self.wake_at(time.time() + SYSTEM_POD_REFRESH_SECONDS)
+            return False
         if self.sandbox is None:
             try:
                 self.sandbox = await self.kl.ensure_sandbox(pod)
@@ -542,6 +549,9 @@ class PodWorker:
         pod = self.pod
         spec = pod.get("spec") or {}
         now = fmt_time()
+        if system_pods.component_of(pod):
+            return {**system_pods.status(self.kl.home, pod, now),
+                    "qosClass": (pod.get("status") or {}).get("qosClass") or st_mod.qos_class(pod)}
         if self.start_time is None:
             self.start_time = now
         statuses = [self._container_status(c) for c in spec.get("containers") or []]
@@ -627,6 +637,7 @@ class Kubelet:
         await asyncio.gather(self.pods.wait_synced(), self.services.wait_synced(),
                              *(i.wait_synced() for i in self.volume_informers.values()))
         await self.remove_orphans()
+        await self.ensure_mirror_pods()
         # The outside world's web hosts (203.0.113.10-12) run in the zygote too: in kind they would be
         # machines on the Docker network; here the node's runtime is the only one there is.
         await self.node.start_external_hosts()
@@ -659,10 +670,24 @@ class Kubelet:
         if etype == "DELETED":
             if worker is not None:
                 worker.mark_gone()
+            if (pod["metadata"].get("annotations") or {}).get(system_pods.MIRROR_ANNOTATION):
+                self._spawn(self.ensure_mirror_pods())  # kubelet keeps its static pods' mirrors
             return
         if worker is None:
             worker = self.workers[uid] = PodWorker(self, pod)
         worker.update(pod)
+
+    async def ensure_mirror_pods(self) -> None:
+        """Create the control plane's mirror pods that are missing (owned by this node)."""
+        try:
+            node = await self.client.get("nodes", self.node_name)
+        except errors.ApiError:
+            return
+        for pod in system_pods.mirror_pods(self.node_name, node["metadata"].get("uid", "")):
+            if self.pods.get("kube-system", pod["metadata"]["name"]) is not None:
+                continue
+            with contextlib.suppress(errors.AlreadyExists, errors.NotFound, errors.Forbidden):
+                await self.client.create(pod, namespace="kube-system")
 
     async def ensure_sandbox(self, pod: dict[str, Any]) -> Sandbox:
         existing = self.node.get_sandbox(pod)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from labkit import errors
-from labkit.node import nsutil
+from labkit.node import nsutil, system_pods
 from labkit.node.names import Names
 from labkit.node.security import Security, exec_argv
 
@@ -21,6 +21,7 @@ class NodeRuntime:
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.names = Names.for_home(home)
+        self.home = Path(home)
 
     def exec_argv(self, pod: dict, container: str, command: list[str], tty: bool) -> list[str]:
         """nsenter into the container's namespaces, with its privileges and environment (and TERM for a tty)."""
@@ -44,6 +45,9 @@ class NodeRuntime:
 
     def log_file(self, pod: dict, container: str, previous: bool) -> Path:
         """The log of the container's current run, or of the run before it (`--previous`)."""
+        component_log = system_pods.log_file(self.home, pod)
+        if component_log is not None:  # kube-proxy, the control plane: the supervised process's own log
+            return component_log
         pod_dir = self.names.pod_dir(pod["metadata"].get("uid", ""))
         logs = sorted((pod_dir / "logs" / container).glob("*.log"), key=lambda p: int(p.stem))
         name = pod["metadata"]["name"]

@@ -126,3 +126,12 @@ def test_system_namespaces_may_not_be_deleted(cluster: Cluster) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip() == ('Error from server (Forbidden): namespaces "kube-public" is forbidden: this '
                                    "namespace may not be deleted")
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.32", "1.33"])
+def test_explain_shows_int_or_string_and_enum_values(cluster: Cluster, version: str) -> None:
+    k = cluster.kubectl
+    assert "FIELD: targetPort <IntOrString>" in k("explain", "service.spec.ports.targetPort", version=version).stdout
+    explained = k("explain", "svc.spec.sessionAffinity", version=version).stdout
+    assert "ENUM:\n    ClientIP\n    None\n" in explained
+    assert 'Possible enum values:\n     - `"ClientIP"` is the Client IP based.' in explained
