@@ -8,6 +8,9 @@ OnFailure: once the containers' restarts reach it) or the Job outlives `activeDe
 are deleted and it fails. Conditions as Kubernetes 1.32 writes them: `SuccessCriteriaMet` then `Complete`
 (reason `CompletionsReached`), or `FailureTarget` then `Failed` (`BackoffLimitExceeded`, `DeadlineExceeded`).
 Status counts `active`, `ready`, `succeeded`, `failed`, `terminating`; `startTime` and `completionTime`.
+An Indexed Job runs one pod per completion index (`<job>-<index>-xxxxx`, hostname `<job>-<index>`, the index in
+the `batch.kubernetes.io/job-completion-index` annotation and label and in `JOB_COMPLETION_INDEX`) until every
+index succeeded (`completedIndexes`). Not implemented: podFailurePolicy, successPolicy, backoffLimitPerIndex.
 Events: `SuccessfulCreate` "Created pod: <name>", `SuccessfulDelete`, `Completed` "Job completed",
 `BackoffLimitExceeded`, `DeadlineExceeded`. A suspended Job keeps no pods.
 
@@ -52,6 +55,7 @@ MAX_POD_FAILURE_BACKOFF = 600.0  # MaxJobPodFailureBackOff
 COMPLETIONS_REACHED = ("CompletionsReached", "Reached expected number of succeeded pods")
 BACKOFF_LIMIT_EXCEEDED = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
 DEADLINE_EXCEEDED = ("DeadlineExceeded", "Job was active longer than specified deadline")
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 def has_condition(job: dict, ctype: str) -> bool:
@@ -79,15 +83,44 @@ def _condition(ctype: str, reason: str, message: str, at: str) -> dict:
             "message": message}
 
 
-def pod_from_template(job: dict) -> dict:
+def pod_from_template(job: dict, index: int | None = None) -> dict:
+    """A pod of the Job; for an Indexed Job, the pod of completion index `index`."""
     template = json_copy((job.get("spec") or {}).get("template") or {})
     tmeta = template.get("metadata") or {}
-    md: dict[str, Any] = {"generateName": f"{name_of(job)}-", "namespace": ns_of(job),
+    prefix = f"{name_of(job)}-" if index is None else f"{name_of(job)}-{index}-"
+    md: dict[str, Any] = {"generateName": prefix, "namespace": ns_of(job),
                           "ownerReferences": [owner_ref({**job, "apiVersion": "batch/v1", "kind": "Job"})]}
     for key in ("labels", "annotations", "finalizers"):
         if tmeta.get(key):
             md[key] = tmeta[key]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": template.get("spec") or {}}
+    spec = template.get("spec") or {}
+    if index is not None:
+        # addCompletionIndexAnnotation / Label, the JOB_COMPLETION_INDEX variable, and the hostname.
+        md["annotations"] = {**(md.get("annotations") or {}), COMPLETION_INDEX: str(index)}
+        md["labels"] = {**(md.get("labels") or {}), COMPLETION_INDEX: str(index)}
+        env = {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            if not any(e.get("name") == "JOB_COMPLETION_INDEX" for e in c.get("env") or []):
+                c["env"] = [*(c.get("env") or []), env]
+        spec.setdefault("hostname", f"{name_of(job)}-{index}")
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec}
+
+
+def pod_index(pod: dict) -> int | None:
+    value = (meta(pod).get("annotations") or {}).get(COMPLETION_INDEX)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def format_indexes(indexes: set[int]) -> str:
+    """status.completedIndexes: sorted, consecutive runs as ranges ("1,3-5,7")."""
+    out: list[str] = []
+    for i in sorted(indexes):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out)
 
 
 def _finished_at(pod: dict) -> datetime | None:
@@ -152,7 +185,10 @@ class JobController:
         spec = job.get("spec") or {}
         pods = self._pods_of(job)
         active = [p for p in pods if is_pod_active(p)]
-        succeeded = sum(1 for p in pods if pod_phase(p) == "Succeeded")
+        indexed = spec.get("completionMode") == "Indexed"
+        succeeded_pods = [p for p in pods if pod_phase(p) == "Succeeded"]
+        done_indexes = {i for p in succeeded_pods if (i := pod_index(p)) is not None}
+        succeeded = len(done_indexes) if indexed else len(succeeded_pods)
         failed_pods = [p for p in pods if pod_phase(p) == "Failed"]
         failed = len(failed_pods)
         moment = now()
@@ -186,12 +222,14 @@ class JobController:
             status["completionTime"] = stamp
             self.recorder.event(job, "Normal", "Completed", "Job completed")
         elif self.exp.satisfied(key):
-            await self._manage(key, job, active, succeeded, failed_pods, moment)
+            await self._manage(key, job, active, succeeded, failed_pods, moment, done_indexes if indexed else None)
         if conditions:
             status["conditions"] = conditions
         status["active"] = 0 if (failure or complete) else len(active)
         status["ready"] = sum(1 for p in active if is_pod_ready(p)) if not (failure or complete) else 0
         status["succeeded"] = succeeded
+        if indexed:
+            status["completedIndexes"] = format_indexes(done_indexes)
         status["failed"] = failed
         status["terminating"] = sum(1 for p in pods if meta(p).get("deletionTimestamp")
                                     and pod_phase(p) not in ("Succeeded", "Failed"))
@@ -211,7 +249,7 @@ class JobController:
             self.queue.add_after(key, max(left, 0.05))
 
     async def _manage(self, key: tuple[str, str], job: dict, active: list[dict], succeeded: int,
-                      failed_pods: list[dict], moment: datetime) -> None:
+                      failed_pods: list[dict], moment: datetime, done_indexes: set[int] | None) -> None:
         spec = job.get("spec") or {}
         parallelism = int(spec.get("parallelism") if spec.get("parallelism") is not None else 1)
         completions = spec.get("completions")
@@ -229,8 +267,14 @@ class JobController:
                 self.queue.add_after(key, wait)
                 return
         if diff > 0:
+            indexes: list[int | None] = [None] * diff
+            if done_indexes is not None:  # Indexed: the lowest indexes neither done nor running
+                running = {pod_index(p) for p in active}
+                indexes = [i for i in range(int(completions or 0)) if i not in done_indexes and i not in running]
+                indexes = indexes[:diff]
+                diff = len(indexes)
             self.exp.expect(key, adds=diff)
-            results = await asyncio.gather(*(self._create(job) for _ in range(diff)), return_exceptions=True)
+            results = await asyncio.gather(*(self._create(job, i) for i in indexes), return_exceptions=True)
             made = sum(1 for r in results if r is True)
             if made < diff:
                 self.exp.lower(key, adds=diff - made)
@@ -240,9 +284,9 @@ class JobController:
         elif diff < 0:
             await self._delete_pods(job, sorted(active, key=lambda p: meta(p).get("creationTimestamp") or "")[diff:])
 
-    async def _create(self, job: dict) -> bool:
+    async def _create(self, job: dict, index: int | None = None) -> bool:
         try:
-            created = await self.mgr.client.create(pod_from_template(job), namespace=ns_of(job))
+            created = await self.mgr.client.create(pod_from_template(job, index), namespace=ns_of(job))
         except errors.ApiError as exc:
             self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {exc.message}")
             raise

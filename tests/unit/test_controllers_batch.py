@@ -145,3 +145,29 @@ async def test_cronjob_creates_the_job_of_its_latest_missed_time_and_trims_histo
         assert not cj_now["status"].get("active") and cj_now["status"]["lastSuccessfulTime"]
     finally:
         await mgr.stop()
+
+
+def test_completed_indexes_are_written_as_ranges() -> None:
+    assert job.format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
+    assert job.format_indexes(set()) == ""
+
+
+async def test_indexed_job_runs_one_pod_per_index() -> None:
+    api, mgr = await start()
+    try:
+        await api.create(_job("idx", completions=3, parallelism=3, completionMode="Indexed"))
+        await settle(mgr)
+        pods = sorted(objs(api, "pods"), key=lambda p: p["metadata"]["generateName"])
+        assert [p["metadata"]["generateName"] for p in pods] == ["idx-0-", "idx-1-", "idx-2-"]
+        assert [p["metadata"]["annotations"][job.COMPLETION_INDEX] for p in pods] == ["0", "1", "2"]
+        assert [p["spec"]["hostname"] for p in pods] == ["idx-0", "idx-1", "idx-2"]
+        env = pods[1]["spec"]["containers"][0]["env"]
+        assert env == [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}]
+        await _finish(api, "Succeeded")
+        await settle(mgr)
+        (done,) = objs(api, "jobs")
+        assert done["status"]["completedIndexes"] == "0-2"
+        assert _conditions(done)[-1] == ("Complete", "CompletionsReached")
+    finally:
+        await mgr.stop()
