@@ -135,16 +135,9 @@ class CronJobController:
             if following is not None:
                 requeue = (following - moment).total_seconds() + 0.1
         status = {k: v for k, v in status.items() if v not in (None, [])}  # as the API stores it (omitempty)
-        if status != (cj.get("status") or {}):
-            new = json_copy(cj)
-            new["status"] = status
-            try:
-                await self.mgr.client.replace(new, subresource="status")
-            except errors.NotFound:
-                return
-            except errors.Conflict:
-                self.queue.add_after(key, 0.05)
-                return
+        if not await self.mgr.write_status(cj, status):
+            self.queue.add_after(key, 0.05)
+            return
         if requeue is not None:
             self.queue.add_after(key, requeue)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit import errors
 
-from .replicaset import Expectations, deletion_observed
+from .replicaset import Expectations
 from .util import (
     compute_hash,
     controller_ref,
@@ -29,7 +29,6 @@ from .util import (
     name_of,
     ns_of,
     owner_ref,
-    selector_matches,
 )
 
 if TYPE_CHECKING:
@@ -167,10 +166,7 @@ class DaemonSetController:
         ref = controller_ref(pod)
         if ref is not None and ref.get("kind") == "DaemonSet":
             key = (ns_of(pod), ref.get("name", ""))
-            if etype == "ADDED":
-                self.exp.lower(key, adds=1)
-            elif deletion_observed(etype, pod, old):
-                self.exp.lower(key, dels=1)
+            self.exp.observe(key, etype, pod, old)
             self.queue.add(key)
 
     def _on_node(self, etype: str, node: dict, old: dict | None) -> None:
@@ -180,31 +176,18 @@ class DaemonSetController:
         for ds in self.mgr.informer("daemonsets").items():
             self.queue.add((ns_of(ds), name_of(ds)))
 
-    def _pods_of(self, ds: dict) -> list[dict]:
-        uid = meta(ds).get("uid")
-        sel = (ds.get("spec") or {}).get("selector")
-        return [p for p in self.mgr.pods_in(ns_of(ds))
-                if (controller_ref(p) or {}).get("uid") == uid and selector_matches(sel, meta(p).get("labels"))]
-
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
         ds = self.mgr.informer("daemonsets").get(ns, name)
         if ds is None:
             return
         nodes = self.mgr.informer("nodes").items()
-        pods = self._pods_of(ds)
+        pods = self.mgr.pods_controlled_by(ds)
         if self.exp.satisfied(key) and not meta(ds).get("deletionTimestamp"):
             await self._manage(key, ds, nodes, pods)
         status = ds_status(ds, nodes, pods)
-        if status != (ds.get("status") or {}):
-            new = json_copy(ds)
-            new["status"] = status
-            try:
-                await self.mgr.client.replace(new, subresource="status")
-            except errors.NotFound:
-                return
-            except errors.Conflict:
-                self.queue.add_after(key, 0.05)
+        if not await self.mgr.write_status(ds, status):
+            self.queue.add_after(key, 0.05)
         mrs = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
         if mrs and status["numberReady"] != status["numberAvailable"]:
             self.queue.add_after(key, mrs)

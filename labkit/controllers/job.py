@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit import errors
 
-from .replicaset import Expectations, deletion_observed
+from .replicaset import Expectations
 from .util import (
     controller_ref,
     fmt_time,
@@ -42,7 +42,6 @@ from .util import (
     owner_ref,
     parse_time,
     pod_phase,
-    selector_matches,
 )
 
 if TYPE_CHECKING:
@@ -165,17 +164,8 @@ class JobController:
         if ref is None or ref.get("kind") != "Job":
             return
         key = (ns_of(pod), ref.get("name", ""))
-        if etype == "ADDED":
-            self.exp.lower(key, adds=1)
-        elif deletion_observed(etype, pod, old):
-            self.exp.lower(key, dels=1)
+        self.exp.observe(key, etype, pod, old)
         self.queue.add(key)
-
-    def _pods_of(self, job: dict) -> list[dict]:
-        uid = meta(job).get("uid")
-        sel = (job.get("spec") or {}).get("selector")
-        return [p for p in self.mgr.pods_in(ns_of(job))
-                if (controller_ref(p) or {}).get("uid") == uid and selector_matches(sel, meta(p).get("labels"))]
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key
@@ -183,7 +173,7 @@ class JobController:
         if job is None or is_finished(job) or not (job.get("spec") or {}).get("selector"):
             return  # (the API server always generates a selector; without one the Job would select nothing)
         spec = job.get("spec") or {}
-        pods = self._pods_of(job)
+        pods = self.mgr.pods_controlled_by(job)
         active = [p for p in pods if is_pod_active(p)]
         indexed = spec.get("completionMode") == "Indexed"
         succeeded_pods = [p for p in pods if pod_phase(p) == "Succeeded"]
@@ -234,16 +224,9 @@ class JobController:
         status["terminating"] = sum(1 for p in pods if meta(p).get("deletionTimestamp")
                                     and pod_phase(p) not in ("Succeeded", "Failed"))
         status["uncountedTerminatedPods"] = {}
-        if status != (job.get("status") or {}):
-            new = json_copy(job)
-            new["status"] = status
-            try:
-                await self.mgr.client.replace(new, subresource="status")
-            except errors.NotFound:
-                return
-            except errors.Conflict:
-                self.queue.add_after(key, 0.05)
-                return
+        if not await self.mgr.write_status(job, status):
+            self.queue.add_after(key, 0.05)
+            return
         if spec.get("activeDeadlineSeconds") and started is not None and not (failure or complete):
             left = (started + timedelta(seconds=int(spec["activeDeadlineSeconds"])) - moment).total_seconds()
             self.queue.add_after(key, max(left, 0.05))

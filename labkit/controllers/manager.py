@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-from labkit import aio
+from labkit import aio, errors
 
 from .events import EventRecorder
-from .util import meta, name_of, ns_of
+from .util import controller_ref, json_copy, meta, name_of, ns_of, selector_matches
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,28 @@ class Manager:
 
     def pods_in(self, namespace: str) -> list[dict]:
         return list(self._pods_by_ns.get(namespace, {}).values())
+
+    def pods_controlled_by(self, owner: dict) -> list[dict]:
+        """The pods whose controller is `owner` and whose labels its `spec.selector` still selects."""
+        uid = meta(owner).get("uid")
+        sel = (owner.get("spec") or {}).get("selector")
+        return [p for p in self.pods_in(ns_of(owner))
+                if (controller_ref(p) or {}).get("uid") == uid and selector_matches(sel, meta(p).get("labels"))]
+
+    async def write_status(self, obj: dict, status: dict) -> bool:
+        """Replace `obj`'s status through /status unless it is already that; False when the write lost a race
+        (a conflict: sync again), True when written, unchanged or the object is gone."""
+        if status == (obj.get("status") or {}):
+            return True
+        new = json_copy(obj)
+        new["status"] = status
+        try:
+            await self.client.replace(new, subresource="status")
+        except errors.NotFound:
+            return True
+        except errors.Conflict:
+            return False
+        return True
 
     def pods_for_selector(self, namespace: str, selector: dict[str, str] | None) -> list[dict]:
         """The namespace's pods carrying the selector's rarest label pair: a superset of those it selects.

@@ -32,7 +32,6 @@ from .util import (
     parse_time,
     pod_condition,
     pod_phase,
-    selector_matches,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +67,13 @@ class Expectations:
 
     def forget(self, key: Any) -> None:
         self._exp.pop(key, None)
+
+    def observe(self, key: Any, etype: str, pod: dict, old: dict | None) -> None:
+        """Count a pod event of the owner `key` against what it waits for."""
+        if etype == "ADDED":
+            self.lower(key, adds=1)
+        elif deletion_observed(etype, pod, old):
+            self.lower(key, dels=1)
 
 
 def deletion_observed(etype: str, pod: dict, old: dict | None) -> bool:
@@ -180,17 +186,11 @@ class ReplicaSetController:
         if ref is None or ref.get("kind") != "ReplicaSet":
             return
         key = (ns_of(pod), ref.get("name", ""))
-        if etype == "ADDED":
-            self.exp.lower(key, adds=1)
-        elif deletion_observed(etype, pod, old):
-            self.exp.lower(key, dels=1)
+        self.exp.observe(key, etype, pod, old)
         self.queue.add(key)
 
     def owned_pods(self, rs: dict) -> list[dict]:
-        sel = (rs.get("spec") or {}).get("selector")
-        uid = meta(rs).get("uid")
-        return [p for p in self.mgr.pods_in(ns_of(rs))
-                if (controller_ref(p) or {}).get("uid") == uid and selector_matches(sel, meta(p).get("labels"))]
+        return self.mgr.pods_controlled_by(rs)
 
     async def sync(self, key: tuple[str, str]) -> None:
         ns, name = key

@@ -133,5 +133,6 @@ def test_explain_shows_int_or_string_and_enum_values(cluster: Cluster, version: 
     k = cluster.kubectl
     assert "FIELD: targetPort <IntOrString>" in k("explain", "service.spec.ports.targetPort", version=version).stdout
     explained = k("explain", "svc.spec.sessionAffinity", version=version).stdout
-    assert "ENUM:\n    ClientIP\n    None\n" in explained
+    if version != "1.27":  # kubectl 1.27's template has no ENUM section
+        assert "ENUM:\n    ClientIP\n    None\n" in explained
     assert 'Possible enum values:\n     - `"ClientIP"` is the Client IP based.' in explained

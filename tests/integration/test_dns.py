@@ -24,6 +24,7 @@ import pytest
 
 from labkit.dns.dig import KubectlExecTransport, dig, dig_main, make_query
 from labkit.dns.transports import node_transport, socket_in_netns
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +34,6 @@ T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-def wait_for(fn: Callable[[], T], what: str, timeout: float = 60.0, interval: float = 0.1) -> T:
-    """Poll `fn` until it returns something truthy (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # not ready yet
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def ldig(cluster: Any, *argv: str) -> dict[str, Any]:
