@@ -44,6 +44,7 @@ from labkit import aio
 from labkit.agent import transparent
 from labkit.agent.control import serve_control
 from labkit.agent.incremental import DesiredCache
+from labkit.agent.ipvsfilter import IpvsFilter
 from labkit.agent.kernel import DummyDevice, KernelBackend, kernel_ipvs_available, set_sysctls
 from labkit.agent.model import Table, VSKey
 from labkit.agent.nftables import NftablesProxier, NftError
@@ -451,7 +452,7 @@ async def _ipvs_backend(args: argparse.Namespace, kind: str, device: DummyDevice
         except (OSError, RuntimeError, subprocess.SubprocessError):
             log.exception("no transparent return path: backends will see the node's address")
     backend = UserspaceDataPlane(None, device, timeouts={"tcpfin": args.tcp_fin_timeout, "udp": args.udp_timeout},
-                                 source_policy=policy)
+                                 source_policy=policy, ipvs_filter=IpvsFilter())
     await backend.start()
     if args.state_file:
         # Serve the saved table at once; VIPs are still bound on kube-ipvs0 (the device outlives the agent).
@@ -465,6 +466,7 @@ async def _ipvs_backend(args: argparse.Namespace, kind: str, device: DummyDevice
         if restored:
             log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
                      (time.monotonic() - t0) * 1e3)
+    backend.synced()
     return backend
 
 

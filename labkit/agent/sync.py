@@ -137,6 +137,9 @@ class Syncer:
         set_masquerade = getattr(self.backend, "set_masquerade", None)
         if set_masquerade is not None:
             set_masquerade(desired.masquerade)
+        synced = getattr(self.backend, "synced", None)  # e.g. the userspace plane's KUBE-IPVS-FILTER
+        if synced is not None:
+            synced()
         return applied
 
     def _list_keys(self, keys: set[VSKey]) -> Table:

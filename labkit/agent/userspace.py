@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.agent.ipvsfilter import IpvsFilter
 from labkit.agent.model import RealServer, Table, VirtualServer, VSKey
 from labkit.agent.schedulers import Scheduler, make_scheduler
 from labkit.agent.sync import Op
@@ -306,8 +307,10 @@ class UserspaceDataPlane:
     """The table + the proxy. Implements the sync Backend protocol (list/apply/bind...)."""
 
     def __init__(self, netns: str | None = None, device: Any = None, timeouts: dict[str, int] | None = None,
-                 freebind: bool = True, source_policy: SourcePolicy | None = None) -> None:
+                 freebind: bool = True, source_policy: SourcePolicy | None = None,
+                 ipvs_filter: IpvsFilter | None = None) -> None:
         self.netns = netns
+        self.ipvs_filter = ipvs_filter  # kube-proxy's KUBE-IPVS-FILTER, kept in step after each sync
         self.source_policy = source_policy  # None: every destination sees the proxy's (node's) address
         self.sockets = make_sockets(netns)
         self.device = device  # a kernel.DummyDevice for kube-ipvs0, or None (addresses only recorded)
@@ -335,6 +338,8 @@ class UserspaceDataPlane:
 
     async def stop(self) -> None:
         await self.flush()
+        if self.ipvs_filter is not None:
+            await self.ipvs_filter.close()
         if self._tick is not None:
             self._tick.cancel()
         for key in list(self.services):
@@ -484,6 +489,11 @@ class UserspaceDataPlane:
 
     def timeouts_line(self) -> str:
         return "Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n".format(**self.timeouts)
+
+    def synced(self) -> None:
+        """After a sync (or serving a restored table): the KUBE-IPVS-FILTER's sets follow the table."""
+        if self.ipvs_filter is not None:
+            self.ipvs_filter.update(self.bound_addresses(), self.services)
 
     def set_masquerade(self, keys: set[VSKey]) -> None:
         """The virtual servers kube-proxy masquerades whatever the client (NodePorts, external and load-balancer

@@ -7,11 +7,11 @@ except where kube-proxy's modes really differ; those places are marked `# MODES 
 - a backend that refuses (targetPort nobody listens on): kernel IPVS and nftables both DNAT the SYN, so the
   backend's own reset refuses the client; the userspace data plane has already completed the handshake and resets
   the client at once instead ("reset", not "refused").
-- ping to a ClusterIP: in IPVS mode the ClusterIP is an address on the node's kube-ipvs0, and the node answers;
-  in nftables mode it is no address at all and `cluster-ips-check` rejects it (ICMP port unreachable). (kube-proxy
-  1.27+ also rejects it in IPVS mode with its KUBE-IPVS-FILTER iptables chain, which labkit does not emulate.)
-- a Service's unused port: both refuse at once, by different means (IPVS: no listener / KUBE-IPVS-FILTER on the
-  node; nftables: `cluster-ips-check`'s reject).
+- ping to a ClusterIP: neither answers (kube-proxy ≥ 1.27). In IPVS mode the ClusterIP is an address of the node's
+  kube-ipvs0 and KUBE-IPVS-FILTER rejects what is not a Service port, so the ICMP port unreachable comes from the
+  ClusterIP itself, also to the node; in nftables mode the address is nowhere, `cluster-ips-check` rejects it on
+  the way (from the node's address towards the pod), and the node's own ping fails to send (EPERM).
+- a Service's unused port: both refuse at once (IPVS: KUBE-IPVS-FILTER; nftables: `cluster-ips-check`).
 
 Every packet leaves from a pod's or the node's network namespace, never from the host's.
 """
@@ -280,9 +280,15 @@ def _ping(sockets: Any, ip: str) -> tuple[str, int] | str:
         s.close()
 
 
-def test_ping_a_cluster_ip(mode: str, web: tuple[str, dict[str, str], Any]) -> None:
+def test_ping_a_cluster_ip(mode: str, mc: Any, web: tuple[str, dict[str, str], Any]) -> None:
     vip, _, sockets = web
-    if mode == "ipvs":  # MODES DIFFER: the ClusterIP is an address of the node's kube-ipvs0
-        assert _ping(sockets, vip) == (vip, 0)  # echo reply from the ClusterIP
-    else:  # not an address anywhere: cluster-ips-check rejects it, from the node on the way
-        assert _ping(sockets, vip) == (NODE_POD_GATEWAY, 3)  # destination unreachable
+    node = node_sockets(mc)
+    try:
+        if mode == "ipvs":  # MODES DIFFER: a kube-ipvs0 address, whose KUBE-IPVS-FILTER rejects the echo request
+            assert _ping(sockets, vip) == (vip, 3)  # ICMP destination (port) unreachable, from the ClusterIP
+            assert _ping(node, vip) == (vip, 3)
+        else:  # no address anywhere: cluster-ips-check rejects it, on the node's way to nowhere
+            assert _ping(sockets, vip) == (NODE_POD_GATEWAY, 3)
+            assert _ping(node, vip) == "PermissionError"  # ping: sendmsg: Operation not permitted
+    finally:
+        node.close()
