@@ -275,23 +275,23 @@ async def scale(client: Client, home: Path, names: Names, sock: str, mode: str, 
         row("kube-proxy table: chains / lines", f"{listing.count(chr(9) + 'chain ')} / {listing.count(chr(10))}")
     rss, hwm = rss_mb(pid)
     row("agent memory (RSS, peak)", f"{rss:.0f} MB, peak {hwm:.0f} MB", "≤ 150 MB", hwm <= 150)
-    if mode == "nftables":  # the kernel kept the table: the successor reconciles it in one transaction
+    unit = "lines" if mode == "nftables" else "ops"
+
+    async def timed_restart(what: str, pid: int) -> dict[str, Any]:
+        """SIGKILL the agent; report its successor's first (full) sync."""
         t_kill = time.perf_counter()
         info = await restart_agent(sock, pid)
         first = info["sync"]["first"]
-        row("restarted agent reconciles the kept table (full sync)", f"{first['seconds'] * 1e3:.0f} ms, "
-            f"{first['ops']} lines", "≤ 1 s", first["seconds"] <= 1.0)
-        row("  SIGKILL → restarted agent has reconciled all", f"{time.perf_counter() - t_kill:.2f} s")
-        pid = info["pid"]
+        row(what, f"{first['seconds'] * 1e3:.0f} ms, {first['ops']} {unit}", "≤ 1 s", first["seconds"] <= 1.0)
+        row("  SIGKILL → restarted agent done", f"{time.perf_counter() - t_kill:.2f} s")
+        return info
+
+    if mode == "nftables":  # the kernel kept the table: the successor reconciles it in one transaction
+        pid = (await timed_restart("restarted agent reconciles the kept table (full sync)", pid))["pid"]
         nft_in_node(names, "delete", "table", "ip", "kube-proxy")  # from scratch below: nothing in the kernel
     # from scratch: no saved table, so the restarted agent lists the API and programs everything
     (home / "run" / "ipvs-table.json").unlink(missing_ok=True)
-    t_kill = time.perf_counter()
-    info = await restart_agent(sock, pid)
-    first = info["sync"]["first"]
-    row("full sync from scratch (compute + program)", f"{first['seconds'] * 1e3:.0f} ms, {first['ops']} "
-        f"{'lines' if mode == 'nftables' else 'ops'}", "≤ 1 s", first["seconds"] <= 1.0)
-    row("  SIGKILL → restarted agent has programmed all", f"{time.perf_counter() - t_kill:.2f} s")
+    info = await timed_restart("full sync from scratch (compute + program)", pid)
     rss, hwm = rss_mb(info["pid"])
     row("agent memory after a from-scratch start (RSS, peak)", f"{rss:.0f} MB, peak {hwm:.0f} MB", "≤ 150 MB",
         hwm <= 150)
@@ -329,20 +329,10 @@ async def scale(client: Client, home: Path, names: Names, sock: str, mode: str, 
             "only its own", not foreign)
 
 
-def leftovers(home: Path, names: Names, sock: str, host_before: str) -> None:
+async def leftovers(names: Names, sock: str, host_before: str) -> None:
     print("\n4. Leftovers")
     before = nft_in_node(names, "list", "table", "ip", "kube-proxy")
-    info = control.request(sock, "services", timeout=30)
-    os.kill(info["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            again = control.request(sock, "services", timeout=5)
-            if again["pid"] != info["pid"] and again["sync"].get("first"):
-                break
-        except (OSError, RuntimeError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
+    await asyncio.wait_for(restart_agent(sock, control.request(sock, "services", timeout=30)["pid"]), 60)
     after = nft_in_node(names, "list", "table", "ip", "kube-proxy")
     same = sorted(before.splitlines()) == sorted(after.splitlines())
     row("SIGKILLed agent + successor: table as before", "identical" if same else "DIFFERS", "each object once", same)
@@ -377,7 +367,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, dict[str, f
                 print("\n2. Data plane: skipped, `wrk` is not installed (apt-get install -y wrk)")
             await scale(client, home, names, sock, mode, args.services, max(10, args.samples // 5))
             if mode == "nftables":
-                leftovers(home, names, sock, host_before)
+                await leftovers(names, sock, host_before)
     finally:
         embedded.down(home)
         shutil.rmtree(tmp, ignore_errors=True)

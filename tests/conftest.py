@@ -100,14 +100,19 @@ def nft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 _counter = iter(range(1, 1_000_000))
 
 
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace of this test's own in the session cluster."""
-    name = f"t{next(_counter)}-{request.node.name.lower()[:30]}".replace("_", "-").replace("[", "-").strip("-]")
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")[:50].rstrip("-")
+def make_test_namespace(cluster: Cluster, request: pytest.FixtureRequest, prefix: str = "t") -> Iterator[str]:
+    """Create a namespace named after the test, yield its name, delete it (without waiting) afterwards."""
+    name = f"{prefix}{next(_counter)}-{request.node.name.lower()[:30]}".replace("_", "-").replace("[", "-")
+    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name.strip("-]")).strip("-")[:50].rstrip("-")
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this test's own in the session cluster."""
+    yield from make_test_namespace(cluster, request)
 
 
 def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
@@ -128,8 +133,4 @@ def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0, interval: fl
 @pytest.fixture
 def namespace_nft(nft_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of this test's own in the session's nftables-mode cluster."""
-    name = f"n{next(_counter)}-{request.node.name.lower()[:30]}".replace("_", "-")
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")[:50].rstrip("-")
-    nft_cluster.kubectl("create", "namespace", name)
-    yield name
-    nft_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from make_test_namespace(nft_cluster, request, prefix="n")

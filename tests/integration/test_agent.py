@@ -350,6 +350,18 @@ def test_labkit_ipvs_stats_and_rate_layout(cluster: Any, web: tuple[str, str]) -
     assert rate[1].split() == ["Prot", "LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]
 
 
+def outside_service(cluster: Any, ns: str) -> str:
+    """A selectorless Service `outside` whose EndpointSlice names the outside world's web1 (203.0.113.10:80);
+    returns its ClusterIP."""
+    cluster.kubectl("create", "service", "clusterip", "outside", "-n", ns, "--tcp=80:80")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
+        "addressType": "IPv4", "ports": [{"name": "80-80", "port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["203.0.113.10"], "conditions": {"ready": True}}]}))
+    return cluster_ip(cluster, ns, "outside")
+
+
 def http_get_from(sockets: NetnsSockets, ip: str, port: int, path: str) -> tuple[tuple[str, int], bytes]:
     """GET `path`; returns (the client socket's own address, the response body)."""
     s = sockets.socket()
@@ -396,13 +408,7 @@ def test_backend_sees_the_client_pod_address_like_ipvs_nat(cluster: Any, web: tu
         _, body = http_get_from(sockets, web_ip, 80, "/clientip")
         assert body.decode().startswith(f"{client_ip}:")
         # a selectorless Service to the outside world: masqueraded to the node's address on the way out
-        cluster.kubectl("create", "service", "clusterip", "outside", "-n", ns, "--tcp=80:80")
-        cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
-            "addressType": "IPv4", "ports": [{"name": "80-80", "port": 80, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["203.0.113.10"], "conditions": {"ready": True}}]}))
-        out_vip = cluster_ip(cluster, ns, "outside")
+        out_vip = outside_service(cluster, ns)
         wait_rs(cluster, f"TCP  {out_vip}:80 rr", {"203.0.113.10"})
         # the outside world's web host web1.example.net answers /clientip with the address it saw
         _, body = http_get_from(sockets, out_vip, 80, "/clientip")
@@ -438,6 +444,8 @@ def connect_error(sockets: NetnsSockets, ip: str, port: int) -> str:
             s.connect((ip, port))
         except ConnectionRefusedError:
             return "refused"
+        except ConnectionResetError:  # accepted, and reset before connect() looked at the socket again
+            return "reset"
         try:
             s.sendall(f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
             return "answered" if s.recv(1024) else "empty"

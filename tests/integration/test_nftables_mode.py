@@ -18,8 +18,8 @@ from labkit.agent.cli import ipvs_main, nft_main
 from labkit.agent.nftables import hash_and_truncate
 from labkit.backends import embedded
 from labkit.node.names import Names
-from tests.integration.test_agent import client_pod, cluster_ip, http_get, pod_sockets, ready_pods, wait_for
-from tests.integration.test_proxy_modes import deploy, served
+from tests.integration.test_agent import client_pod, http_get, pod_sockets, ready_pods, wait_for
+from tests.integration.test_proxy_modes import served, web_service
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,7 @@ def host_ruleset() -> str:
 
 def test_labkit_nft_shows_one_service_as_kube_proxy_writes_it(nft_cluster: Any, namespace_nft: str) -> None:
     mc, ns = nft_cluster, namespace_nft
-    pods = deploy(mc, ns, "web", 2)
-    mc.kubectl("expose", "deploy", "web", "-n", ns, "--port=80")
-    vip = cluster_ip(mc, ns, "web")
-    wait_for(lambda: served(mc, "TCP", vip, 80) == set(pods.values()), 30, "the Service programmed")
+    vip, pods = web_service(mc, ns, 2)
     table = labkit_nft(mc)
     assert table.startswith("table ip kube-proxy {\n\tcomment \"rules for kube-proxy\"\n")
     chain = "service-" + hash_and_truncate(f"{ns}/web/tcp/")  # `kubectl expose` leaves the port unnamed
@@ -62,10 +59,7 @@ def test_labkit_nft_shows_one_service_as_kube_proxy_writes_it(nft_cluster: Any, 
 
 def test_killed_agent_keeps_serving_and_its_successor_reconciles(nft_cluster: Any, namespace_nft: str) -> None:
     mc, ns = nft_cluster, namespace_nft
-    pods = deploy(mc, ns, "web", 1)
-    mc.kubectl("expose", "deploy", "web", "-n", ns, "--port=80")
-    vip = cluster_ip(mc, ns, "web")
-    wait_for(lambda: served(mc, "TCP", vip, 80) == set(pods.values()), 30, "the Service programmed")
+    vip, pods = web_service(mc, ns, 1)
     sockets = pod_sockets(mc, ns, client_pod(mc, ns))
     pid_file = mc.home / "run" / "ipvs-agent.pid"
     try:

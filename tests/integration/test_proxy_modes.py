@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from labkit.agent.control import read_table
+from tests.conftest import make_test_namespace
 from tests.integration.test_agent import (
     AGNHOST,
     UNREADY_PROBE,
@@ -38,6 +39,7 @@ from tests.integration.test_agent import (
     http_get,
     http_get_from,
     node_sockets,
+    outside_service,
     pod_sockets,
     ready_pods,
     wait_for,
@@ -47,7 +49,6 @@ pytestmark = pytest.mark.integration
 
 NODE_IP = "172.18.0.2"
 NODE_POD_GATEWAY = "10.244.0.1"  # the node's own address towards its pods: what a masqueraded backend sees
-_counter = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(params=["ipvs", "nftables"])
@@ -62,11 +63,8 @@ def mc(mode: str, request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def ns(mc: Any, mode: str) -> Iterator[str]:
-    name = f"m{next(_counter)}-{mode}"
-    mc.kubectl("create", "namespace", name)
-    yield name
-    mc.kubectl("delete", "namespace", name, "--wait=false", check=False)
+def ns(mc: Any, mode: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from make_test_namespace(mc, request, prefix=f"{mode[0]}")
 
 
 def served(mc: Any, proto: str, ip: str, port: int) -> set[str] | None:
@@ -122,13 +120,19 @@ def hostnames(sockets: Any, ip: str, port: int, n: int) -> Counter[str]:
     return got
 
 
-@pytest.fixture
-def web(mc: Any, ns: str) -> Iterator[tuple[str, dict[str, str], Any]]:
-    """3 agnhost pods behind Service `web` (port 80) and a client pod's sockets: (ClusterIP, pods, sockets)."""
-    pods = deploy(mc, ns, "web", 3)
+def web_service(mc: Any, ns: str, replicas: int) -> tuple[str, dict[str, str]]:
+    """`replicas` agnhost pods behind Service `web` (port 80), programmed: (ClusterIP, pod name → IP)."""
+    pods = deploy(mc, ns, "web", replicas)
     mc.kubectl("expose", "deploy", "web", "-n", ns, "--port=80")
     vip = cluster_ip(mc, ns, "web")
     wait_served(mc, vip, set(pods.values()))
+    return vip, pods
+
+
+@pytest.fixture
+def web(mc: Any, ns: str) -> Iterator[tuple[str, dict[str, str], Any]]:
+    """3 agnhost pods behind Service `web` (port 80) and a client pod's sockets: (ClusterIP, pods, sockets)."""
+    vip, pods = web_service(mc, ns, 3)
     sockets = pod_sockets(mc, ns, client_pod(mc, ns))
     try:
         yield vip, pods, sockets
@@ -196,13 +200,7 @@ def test_nodeport_answers_on_the_node_address_masqueraded(mc: Any, ns: str,
 
 
 def test_selectorless_service_reaches_the_outside_world(mc: Any, ns: str) -> None:
-    mc.kubectl("create", "service", "clusterip", "outside", "-n", ns, "--tcp=80:80")
-    mc.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
-        "addressType": "IPv4", "ports": [{"name": "80-80", "port": 80, "protocol": "TCP"}],
-        "endpoints": [{"addresses": ["203.0.113.10"], "conditions": {"ready": True}}]}))
-    vip = cluster_ip(mc, ns, "outside")
+    vip = outside_service(mc, ns)
     wait_served(mc, vip, {"203.0.113.10"})
     sockets = pod_sockets(mc, ns, client_pod(mc, ns))
     try:
