@@ -133,6 +133,11 @@ class Invalid(ApiError):
     reason = "Invalid"
 
 
+class ServiceUnavailable(ApiError):
+    code = 503
+    reason = "ServiceUnavailable"
+
+
 _BY_REASON: dict[str, type[ApiError]] = {
     "AlreadyExists": AlreadyExists,
     "Conflict": Conflict,

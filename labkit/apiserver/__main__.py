@@ -63,7 +63,7 @@ async def _listen_in_node(runner: web.AppRunner, ctx: ssl.SSLContext, netns: str
     await web.SockSite(runner, sock, ssl_context=ctx).start()
 
 
-async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
+async def serve(home: Path, node_netns: str | None, node_address: str, kubelet_socket: Path | None = None) -> None:
     pki = pki_mod.ensure(home / "pki")
     tokens = {pki.admin_token.read_text().strip(): "kubernetes-admin",
               pki.sa_token.read_text().strip(): "system:serviceaccount:kube-system:default"}
@@ -72,9 +72,9 @@ async def serve(home: Path, node_netns: str | None, node_address: str) -> None:
     bootstrap.ensure_system_objects(registry)
     server = ApiServer(registry, tokens, readonly_tokens=frozenset({pki.sa_token.read_text().strip()}),
                        server_address=node_address)
-    from labkit.apiserver import podio  # exec and logs, served from the node's state on this host
+    from labkit.apiserver import podio  # exec, attach, logs, port-forward: proxied to the node
 
-    podio.install(server, home)
+    podio.install(server, kubelet_socket)
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
     ctx = ssl_context(str(pki.server_cert), str(pki.server_key))
@@ -104,9 +104,11 @@ def main() -> None:
     parser.add_argument("--home", required=True, type=Path, help="the cluster's state directory")
     parser.add_argument("--node-netns", help="also listen inside this network namespace")
     parser.add_argument("--node-address", default="172.18.0.2:6443")
+    parser.add_argument("--kubelet-socket", type=Path,
+                        help="the node's streaming server (exec, attach, logs, port-forward, proxy)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s apiserver %(levelname)s %(message)s")
-    aio.run(serve(args.home, args.node_netns, args.node_address))  # uvloop where installed
+    aio.run(serve(args.home, args.node_netns, args.node_address, args.kubelet_socket))  # uvloop where installed
 
 
 if __name__ == "__main__":

@@ -1,206 +1,181 @@
-"""`pods/exec` and `pods/log`, served by the API server from the node's state on this host.
+"""pods/exec, pods/attach, pods/log, pods/portforward: authenticated here, served by the node.
 
-In a real cluster the API server proxies these to the kubelet; here the node's
-pods live on the same host, so the API server runs the command inside the
-pod's namespaces itself and reads the container logs the node agent writes.
-Where a pod's namespaces and logs are is the node's business: it provides a
-`PodRuntime` (see `labkit.node.runtime`).
+As kube-apiserver proxies these subresources to the kubelet of the pod's node, the API server checks the request
+(the pod exists and is bound to a node, the container is one of the pod's) and relays it to the node's streaming
+server (labkit.node.streaming), which alone knows where a pod's containers, processes and logs are. It reaches
+the node over the node's Unix socket (`--kubelet-socket`, what kube-apiserver's kubelet port is).
 
-exec speaks the WebSocket channel protocols kubectl and the Python client use
-(kubectl-contract.md §8): `v5.channel.k8s.io` (kubectl ≥ 1.30) and
-`v4.channel.k8s.io` (the Python client). Frames carry a channel byte: 0 stdin,
-1 stdout, 2 stderr, 3 the final Status, 4 terminal resize; v5 adds 255 + channel
-to close a stream (the client closing stdin). SPDY, which kubectl ≤ 1.29 uses,
-is not served.
+WebSocket sessions (exec and attach on `v5.channel.k8s.io`/`v4.channel.k8s.io`, port-forward on
+`SPDY/3.1+portforward.k8s.io`) are relayed message by message; the node picks the subprotocol. SPDY upgrades,
+which kubectl ≤ 1.29 uses (and newer ones only as a fallback), are not served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
-import os
-import struct
-import termios
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from urllib.parse import quote
 
+import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from labkit import errors
-from labkit.apiserver.server import ApiServer
 
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-
-
-class PodRuntime(Protocol):
-    """What the node tells the API server about its pods."""
-
-    def exec_argv(self, pod: dict, container: str, command: list[str], tty: bool) -> list[str]:
-        """The host command line that runs `command` in the container's namespaces (ApiError if it can't)."""
-
-    def log_file(self, pod: dict, container: str, previous: bool) -> Path:
-        """The file holding the container's (or its previous instance's) output (ApiError if none)."""
+ERROR_HEADER = "X-Stream-Error"  # where the node puts the reason of a refused upgrade (labkit.node.streaming)
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+PORT_FORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io",)
+NOT_UPGRADED = "a WebSocket upgrade"  # the node's answer to a request that is not a WebSocket upgrade
 
 
-def _container(pod: dict, query: dict) -> str:
-    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+def container_name(pod: dict, query: dict) -> str:
+    """The container a request names (the only one when the pod has one), as kube-apiserver checks it."""
+    spec = pod.get("spec") or {}
+    containers = [c["name"] for c in spec.get("containers") or []]
+    others = [c["name"] for key in ("initContainers", "ephemeralContainers") for c in spec.get(key) or []]
     name = query.get("container") or (containers[0] if len(containers) == 1 else "")
     pod_name = pod["metadata"]["name"]
     if not name:
         raise errors.BadRequest(f"a container name must be specified for pod {pod_name}, choose one of: "
-                                f"[{' '.join(containers)}]")
-    if name not in containers:
+                                f"[{' '.join(containers)}]" + (f" or one of the init containers: [{' '.join(others)}]"
+                                                               if others else ""))
+    if name not in containers + others:
         raise errors.BadRequest(f"container {name} is not valid for pod {pod_name}")
     return name
 
 
-def exit_status(code: int) -> dict:
-    """The Status sent on the error channel when the command ends."""
-    if code == 0:
-        return {"metadata": {}, "status": "Success"}
-    return {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: "
-            f"error executing command [...], exit code {code}", "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+class NodeStreams:
+    """The API server's side of the node's streaming server."""
 
+    def __init__(self, socket_path: str | Path) -> None:
+        self.socket_path = str(socket_path)
+        self._session: aiohttp.ClientSession | None = None
 
-def make_exec_handler(runtime: PodRuntime) -> Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]]:
-    async def handle(request: web.Request, pod: dict, query: dict) -> web.StreamResponse:
-        command = request.query.getall("command", [])
-        if not command:
-            raise errors.BadRequest("you must specify at least 1 command")
-        container = _container(pod, query)
-        tty = request.query.get("tty") in ("true", "1")
-        use_stdin = request.query.get("stdin") in ("true", "1")
-        argv = runtime.exec_argv(pod, container, command, tty)
-        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
-        if not ws.can_prepare(request).ok:
-            raise errors.BadRequest("exec requires a WebSocket upgrade with protocol v5.channel.k8s.io or "
-                                    "v4.channel.k8s.io (SPDY is not supported by labkit)")
-        await ws.prepare(request)
-        v5 = ws.ws_protocol == "v5.channel.k8s.io"
-        await _run(ws, argv, tty=tty, use_stdin=use_stdin, v5=v5)
-        return ws
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=self.socket_path),
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        return self._session
 
-    return handle
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
+    @staticmethod
+    def _node_of(pod: dict) -> str:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            raise errors.BadRequest(f'pod {pod["metadata"]["name"]} does not have a host assigned')
+        return node
 
-async def _run(ws: web.WebSocketResponse, argv: list[str], *, tty: bool, use_stdin: bool, v5: bool) -> None:
-    master = None
-    if tty:
-        master, slave = os.openpty()
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=slave, stdout=slave, stderr=slave,
-                                                    start_new_session=True)
-        os.close(slave)
-    else:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async def handle(self, request: web.Request, pod: dict, sub: str) -> web.StreamResponse:
+        self._node_of(pod)
+        ns, name = pod["metadata"].get("namespace") or "default", pod["metadata"]["name"]
+        query = dict(request.query)
+        if sub == "log":
+            container = container_name(pod, query)
+            return await self._logs(request, f"/containerLogs/{quote(ns)}/{quote(name)}/{quote(container)}")
+        if sub in ("exec", "attach"):
+            container = container_name(pod, query)
+            path = f"/{sub}/{quote(ns)}/{quote(name)}/{quote(container)}"
+            return await self._websocket(request, path, EXEC_PROTOCOLS)
+        if sub == "portforward":
+            return await self._websocket(request, f"/portForward/{quote(ns)}/{quote(name)}", PORT_FORWARD_PROTOCOLS)
+        raise errors.NotFound("the server could not find the requested resource")
 
-    async def pump(reader: asyncio.StreamReader, channel: int) -> None:
-        while chunk := await reader.read(65536):
-            await ws.send_bytes(bytes([channel]) + chunk)
+    @staticmethod
+    def _url(path: str, request: web.Request) -> URL:
+        """The node's URL with the client's query string as it came (already encoded: a command's newlines and
+        spaces stay as they are)."""
+        query = request.raw_path.partition("?")[2]
+        return URL(f"http://node{path}" + (f"?{query}" if query else ""), encoded=True)
 
-    pumps = []
-    if tty:
-        assert master is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                    os.fdopen(master, "rb", buffering=0, closefd=False))
-        pumps.append(asyncio.create_task(_pump_pty(reader, ws)))
-    else:
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps += [asyncio.create_task(pump(proc.stdout, STDOUT)), asyncio.create_task(pump(proc.stderr, STDERR))]
-    feeder = asyncio.create_task(_feed(ws, proc, master, v5))
-    code = await proc.wait()
-    await asyncio.gather(*pumps, return_exceptions=True)
-    feeder.cancel()
-    if tty:
-        transport.close()
-        with contextlib.suppress(OSError):
-            os.close(master)
-    with contextlib.suppress(ConnectionResetError):
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
-        await ws.close()
-
-
-async def _pump_pty(reader: asyncio.StreamReader, ws: web.WebSocketResponse) -> None:
-    while True:
+    async def _logs(self, request: web.Request, path: str) -> web.StreamResponse:
         try:
-            chunk = await reader.read(65536)
-        except OSError:  # EIO: the terminal's last writer exited
-            return
-        if not chunk:
-            return
-        await ws.send_bytes(bytes([STDOUT]) + chunk)
+            upstream = await self._client().get(self._url(path, request))
+        except aiohttp.ClientError as exc:
+            raise errors.ServiceUnavailable(f"the node's streaming server does not answer: {exc}") from None
+        async with upstream:
+            if upstream.status != 200:
+                raise _node_error(upstream.status, await upstream.text())
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    async def _websocket(self, request: web.Request, path: str, protocols: tuple[str, ...]) -> web.StreamResponse:
+        client = web.WebSocketResponse(protocols=protocols, max_msg_size=0, autoping=True)
+        if not client.can_prepare(request).ok:
+            # Not a WebSocket (kubectl's SPDY attempt): the node's reason if it refuses the request anyway.
+            async with self._client().get(self._url(path, request)) as answer:
+                message = answer.headers.get(ERROR_HEADER) or await answer.text()
+            if answer.status != 200 and NOT_UPGRADED not in message:
+                raise _node_error(answer.status, message)
+            raise errors.BadRequest(f"{request.match_info.get('tail', 'this request')}: a WebSocket upgrade with "
+                                    f"protocol {' or '.join(protocols)} is required (SPDY is not supported by labkit)")
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        try:
+            node = await self._client().ws_connect(self._url(path, request), protocols=offered or protocols,
+                                                   max_msg_size=0, autoping=True, heartbeat=None)
+        except aiohttp.WSServerHandshakeError as exc:
+            message = (exc.headers or {}).get(ERROR_HEADER) or exc.message
+            raise _node_error(exc.status, message) from None
+        except aiohttp.ClientError as exc:
+            raise errors.ServiceUnavailable(f"the node's streaming server does not answer: {exc}") from None
+        client = web.WebSocketResponse(protocols=(node.protocol,) if node.protocol else protocols, max_msg_size=0,
+                                       autoping=True)
+        await client.prepare(request)
+        await _relay(client, node)
+        return client
 
 
-async def _feed(ws: web.WebSocketResponse, proc: asyncio.subprocess.Process, master: int | None, v5: bool) -> None:
-    """Client frames: stdin data, stdin close (v5), terminal resizes."""
-    async for msg in ws:
-        if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-            break
-        data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
-        if not data:
-            continue
-        channel, payload = data[0], data[1:]
-        if channel == STDIN and payload:
-            if master is not None:
-                os.write(master, payload)
-            elif proc.stdin is not None:
-                proc.stdin.write(payload)
-                await proc.stdin.drain()
-        elif channel == CLOSE and v5 and payload[:1] == bytes([STDIN]):
-            if proc.stdin is not None:
-                proc.stdin.close()
-            elif master is not None:
-                os.write(master, b"\x04")
-        elif channel == RESIZE and master is not None:
-            with contextlib.suppress(ValueError, OSError):
-                size = json.loads(payload)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0))
+async def _relay(client: web.WebSocketResponse, node: aiohttp.ClientWebSocketResponse) -> None:
+    """Messages both ways until one side closes; the other side then gets the same close."""
 
+    async def to_node() -> None:
+        async for msg in client:
+            if msg.type == WSMsgType.BINARY:
+                await node.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await node.send_str(msg.data)
+            else:
+                break
 
-def make_log_handler(runtime: PodRuntime) -> Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]]:
-    async def handle(request: web.Request, pod: dict, query: dict) -> web.StreamResponse:
-        container = _container(pod, query)
-        previous = query.get("previous") in ("true", "1")
-        follow = query.get("follow") in ("true", "1")
-        tail = int(query["tailLines"]) if query.get("tailLines") else None
-        path = runtime.log_file(pod, container, previous)
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        with open(path, "rb") as f:
-            data = f.read()
-            if tail is not None:
-                lines = data.splitlines(keepends=True)
-                data = b"".join(lines[-tail:]) if tail > 0 else b""
-            await response.write(data)
-            while follow:
-                chunk = f.read(65536)
-                if chunk:
-                    await response.write(chunk)
-                    continue
-                current = runtime.log_file(pod, container, previous)
-                if current != path or not current.exists():
-                    break  # the container restarted or went away
-                await asyncio.sleep(0.1)
-        await response.write_eof()
-        return response
-
-    return handle
-
-
-def install(server: ApiServer, home: Path) -> None:
-    """Attach exec/log handlers when the node package provides a PodRuntime."""
+    upstream = asyncio.create_task(to_node())
     try:
-        from labkit.node.runtime import NodeRuntime  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    runtime = NodeRuntime(home)
-    server.exec_handler = make_exec_handler(runtime)
-    server.log_handler = make_log_handler(runtime)
+        async for msg in node:
+            if msg.type == WSMsgType.BINARY:
+                await client.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await client.send_str(msg.data)
+            else:
+                break
+    except ConnectionResetError:
+        pass
+    finally:
+        upstream.cancel()
+        with contextlib.suppress(Exception):
+            await node.close()
+        with contextlib.suppress(Exception):
+            await client.close(code=node.close_code or 1000)
+
+
+def _node_error(status: int, message: str) -> errors.ApiError:
+    """The node's refusal as kube-apiserver passes on a kubelet's (400 → BadRequest, 404 → NotFound)."""
+    message = message.strip()
+    if status == 404 and message.startswith("container not found"):
+        return errors.BadRequest(f"unable to upgrade connection: {message}")
+    if status == 404:
+        return errors.NotFound(message)
+    if status == 400:
+        return errors.BadRequest(message)
+    return errors.ApiError(message)
+
+
+def install(server: object, kubelet_socket: Path | None) -> None:
+    """Serve the pods' streams through the node whose streaming server listens at `kubelet_socket`."""
+    if kubelet_socket is not None:
+        server.pod_streams = NodeStreams(kubelet_socket)  # type: ignore[attr-defined]

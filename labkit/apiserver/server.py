@@ -18,7 +18,6 @@ import os
 import socket
 import ssl
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,8 +86,7 @@ class ApiServer:
         # Every watcher of a resource (controllers, agent, DNS, kubectl) gets the same event line: encode it
         # once. Keyed by (resourceVersion, type): a resourceVersion names one state of one object in the store.
         self._event_lines: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self.exec_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
-        self.log_handler: Callable[[web.Request, dict, dict], Awaitable[web.StreamResponse]] | None = None
+        self.pod_streams: Any = None  # labkit.apiserver.podio.NodeStreams: exec, attach, logs, port-forward
 
     # -- middlewares --------------------------------------------------------------------------
     @web.middleware
@@ -276,19 +274,14 @@ class ApiServer:
         if route.kind.plural != "pods" or route.name is None:
             raise errors.NotFound("the server could not find the requested resource")
         pod = self.registry.get(route.kind, route.namespace, route.name)
-        if route.sub == "exec":
-            if request.get("readonly"):
-                raise errors.Forbidden(
-                    f'pods "{route.name}" is forbidden: User "{request["user"]}" cannot create resource '
-                    f'"pods/exec" in API group "" in the namespace "{route.namespace}"')
-            handler = self.exec_handler
-        elif route.sub == "log":
-            handler = self.log_handler
-        else:
-            handler = None
-        if handler is None:
-            raise errors.BadRequest(f'{route.sub} is not available: the node agent of this cluster is not running')
-        return await handler(request, pod, dict(request.query))
+        if route.sub in ("exec", "attach", "portforward") and request.get("readonly"):
+            raise errors.Forbidden(
+                f'pods "{route.name}" is forbidden: User "{request["user"]}" cannot create resource '
+                f'"pods/{route.sub}" in API group "" in the namespace "{route.namespace}"')
+        if self.pod_streams is None:
+            raise errors.BadRequest(f"{route.sub} is not available: this API server does not know the node's "
+                                    "streaming server")
+        return await self.pod_streams.handle(request, pod, route.sub)
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod

@@ -63,7 +63,8 @@ def plan(paths: Paths) -> list[Component]:
     config = paths.home / "outside-world.yaml"
     upstream_config = ["--config", str(config)] if config.exists() else []
     components = [
-        Component("apiserver", [py, "-m", "labkit.apiserver", "--home", home, "--node-netns", node_netns],
+        Component("apiserver", [py, "-m", "labkit.apiserver", "--home", home, "--node-netns", node_netns,
+                                "--kubelet-socket", str(names.kubelet_socket)],
                   "labkit.apiserver.__main__"),
         Component("controller-manager", [py, "-m", "labkit.controllers", "--kubeconfig", kc],
                   "labkit.controllers.__main__"),

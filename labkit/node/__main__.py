@@ -19,9 +19,14 @@ from labkit.node.node import Node
 
 async def _serve(kubeconfig: Path, home: Path, node_name: str) -> None:
     from labkit.client import Client
+    from labkit.node.streaming import StreamingServer
 
     client = Client.from_kubeconfig(kubeconfig, user_agent=f"kubelet/v1.32.5-labkit ({node_name})")
-    kubelet = Kubelet(client, Node(home), home, node_name)
+    node = Node(home)
+    kubelet = Kubelet(client, node, home, node_name)
+    # kubelet's streaming server: exec, attach, logs, port-forward, which the API server proxies to.
+    streaming = StreamingServer(kubelet, node.zygote)
+    await streaming.start(node.names.kubelet_socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -32,6 +37,7 @@ async def _serve(kubeconfig: Path, home: Path, node_name: str) -> None:
     if runner in done:
         runner.result()  # a start-up failure: let it surface
     runner.cancel()
+    await streaming.stop()
     await kubelet.recorder.flush()
     await client.close()
     # Containers keep running in the zygote: a restarted agent adopts them (like kubelet and containerd).

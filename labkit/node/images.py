@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,12 @@ NGINX_MINOR_PATCH = {"1.19": "1.19.10", "1.20": "1.20.2", "1.21": "1.21.6", "1.2
 
 TOOLBOX_REPOS = {"busybox", "alpine", "debian", "ubuntu", "nicolaka/netshoot", "e2e-test-images/jessie-dnsutils",
                  "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl"}
-SHELLS = {"sh", "bash", "ash", "dash"}
+# Each toolbox image's default command (its Dockerfile's CMD). netshoot's is zsh; where the host has no zsh, bash,
+# which the image has too.
+TOOLBOX_CMD = {"busybox": ["sh"], "alpine": ["/bin/sh"], "debian": ["bash"], "ubuntu": ["/bin/bash"],
+               "nicolaka/netshoot": ["zsh"] if shutil.which("zsh") else ["bash"],
+               "e2e-test-images/jessie-dnsutils": ["bash"], "e2e-test-images/dnsutils": ["/bin/sh"],
+               "kubernetes-e2e-test-images/dnsutils": ["/bin/sh"]}
 PYTHON_KINDS = {"nginx", "agnhost", "webhost"}  # workloads the zygote's forked children run in Python
 
 # nginx-slim (kubernetes/ingress-nginx images/nginx-slim, the StatefulSet tutorial's image): the nginx release a
@@ -36,7 +42,7 @@ SUPPORTED = ("nginx[:tag] and registry.k8s.io/nginx-slim (an nginx-like web serv
              "netexec, pause, porter, serve-hostname or test-webserver; "
              "registry.k8s.io/serve_hostname (its hostname on :9376); "
              "busybox, alpine, debian, ubuntu, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
-             "(toolbox: `sleep`, `sh -c` scripts, otherwise sleeps so `kubectl exec` works); "
+             "(toolbox images: their command runs as given, with the host's programs); "
              "registry.k8s.io/coredns/coredns (labkit's cluster DNS)")
 
 
@@ -114,25 +120,20 @@ def nginx_slim_version(tag: str) -> str:
 
 
 def toolbox(argv: list[str]) -> Workload:
-    """A toolbox container's command: `sleep N`, a shell script, or sleep forever."""
-    if not argv:
-        return Workload("toolbox", {"mode": "sleep", "seconds": None})
-    prog = os.path.basename(argv[0])
-    if prog == "sleep" and len(argv) >= 2:
-        from labkit.node.workloads.toolbox import parse_sleep
+    """A container that runs its command as given (`sleep 3600`, `sh -c '…'`, `nslookup kubernetes`, an interactive
+    shell), with the host's programs: the node has no image to take them from."""
+    return Workload("command", {"argv": list(argv)})
 
-        try:
-            return Workload("toolbox", {"mode": "sleep", "seconds": parse_sleep(argv[1])})
-        except ValueError:
-            pass
-    if prog in SHELLS and len(argv) >= 3 and argv[1] == "-c":
-        shell = "/bin/bash" if prog == "bash" and os.path.exists("/bin/bash") else "/bin/sh"
-        return Workload("toolbox", {"mode": "shell", "argv": [shell, *argv[1:]]})
-    if argv[:3] == ["tail", "-f", "/dev/null"]:
-        return Workload("toolbox", {"mode": "sleep", "seconds": None})
-    note = (f"labkit: the embedded node does not run {' '.join(argv)!r} in this image; "
-            "the container sleeps so that `kubectl exec` works")
-    return Workload("toolbox", {"mode": "sleep", "seconds": None, "note": note})
+
+def toolbox_command(repo: str, command: list[str], args: list[str]) -> list[str]:
+    """What a toolbox image runs: `command` + `args` when the pod gives a command, else the image's ENTRYPOINT and
+    CMD as its Dockerfile has them (kubelet's and Docker's rules)."""
+    if command:
+        return command + args
+    name = next((t for t in TOOLBOX_REPOS if repo == t or repo.endswith("/" + t)), repo)
+    if name == "curlimages/curl":  # ENTRYPOINT ["/entrypoint.sh"]: flags go to curl, anything else runs as is
+        return ["curl", *args] if not args or args[0].startswith("-") else args
+    return args or list(TOOLBOX_CMD.get(name, ["sh"]))
 
 
 def resolve_image(image: str, command: list[str] | None = None, args: list[str] | None = None
@@ -168,7 +169,7 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
     if base == "pause" and ref.registry in ("registry.k8s.io", "k8s.gcr.io"):
         return Workload("agnhost", {"argv": ["pause"]})
     if repo in TOOLBOX_REPOS or any(repo.endswith("/" + t) for t in TOOLBOX_REPOS):
-        return toolbox(command + args)
+        return toolbox(toolbox_command(repo, command, args))
     if repo.endswith("coredns"):
         # CoreDNS's own flags (`-conf /etc/coredns/Corefile`) name kind's Corefile, which labkit.dns serve
         # implements built in; only labkit.dns's `--flag`s are passed on.

@@ -44,6 +44,7 @@ from labkit.node.probes import Prober, probe_loop
 from labkit.node.sandbox import Sandbox, ensure_private_dir
 from labkit.node.security import ConfigError, Security, container_security, unenforced
 from labkit.node.status import Backoff, fmt_time, go_duration, pod_ref
+from labkit.node.streaming import ExecTarget, LogSource, StreamError
 from labkit.node.volumes import Sources, VolumeError, Volumes, volume_references
 
 log = logging.getLogger("labkit.node.kubelet")
@@ -333,11 +334,14 @@ class PodWorker:
             return
         for what in unenforced(self.pod, c):
             self.event("Warning", "NotEnforced", f"The embedded labkit node does not enforce {what}", name)
-        st.env, st.security, st.working_dir = env, security, c.get("workingDir")
+        st.env = self.kl.node.container_env(self.sandbox, env, bool(c.get("tty")))
+        st.security, st.working_dir = security, c.get("workingDir")
         cid = container_id(self.uid, name)
         rec = await self.kl.node.start_container(self.sandbox, name, workload, env, restart_count=st.restart_count,
                                                  working_dir=c.get("workingDir"), nice=st_mod.cpu_nice(self.pod),
-                                                 mounts=mounts, security=security, image_files=image_files(image))
+                                                 mounts=mounts, security=security, image_files=image_files(image),
+                                                 tty=bool(c.get("tty")), stdin=bool(c.get("stdin")),
+                                                 stdin_once=bool(c.get("stdinOnce")))
         seen = self.kl.records.get(cid)
         if seen is not None and seen.get("pid") == rec["pid"] and not seen.get("running"):
             rec = {**rec, **seen}  # it already exited (the exit event overtook the spawn reply)
@@ -694,6 +698,55 @@ class Kubelet:
         if existing is not None:
             return existing
         return await asyncio.to_thread(self.node.create_sandbox, pod)
+
+    # ---- what the streaming server asks (labkit.node.streaming.PodRuntime) ----
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.pods.get(namespace, name)
+
+    def _container_state(self, pod: dict[str, Any], container: str) -> ContainerState | None:
+        worker = self.workers.get(pod["metadata"].get("uid", ""))
+        return worker.containers.get(container) if worker is not None else None
+
+    def exec_target(self, pod: dict[str, Any], container: str) -> ExecTarget | None:
+        st = self._container_state(pod, container)
+        if st is None or not st.running:
+            return None
+        return ExecTarget(container_id(pod["metadata"]["uid"], container), dict(st.env), st.security.to_dict(),
+                          st.working_dir, st_mod.cpu_nice(pod))
+
+    def attach_target(self, pod: dict[str, Any], container: str) -> str | None:
+        st = self._container_state(pod, container)
+        return container_id(pod["metadata"]["uid"], container) if st is not None and st.running else None
+
+    def log_source(self, pod: dict[str, Any], container: str, previous: bool) -> LogSource:
+        """kubelet's validateContainerLogStatus: which run's log `kubectl logs [--previous]` reads.
+
+        The single place that says where a container's output is: a system pod's is its component's log
+        (labkit.node.system_pods.log_file, plain text); a container the node runs logs to
+        `<pod dir>/logs/<container>/<restart count>.log` (CRI format)."""
+        component_log = system_pods.log_file(self.home, pod)
+        if component_log is not None:  # kube-proxy, the control plane: the supervised process's own log
+            return LogSource(component_log, "raw")
+        name = pod["metadata"]["name"]
+        st = self._container_state(pod, container)
+        folder = self.node.names.pod_dir(pod["metadata"]["uid"]) / "logs" / container
+        if previous:
+            if st is None or st.last_terminated is None:
+                raise StreamError(400, f'previous terminated container "{container}" in pod "{name}" not found')
+            run = st.restart_count - 1 if st.running else st.restart_count
+            return LogSource(folder / f"{run}.log")
+        if st is None or not st.ever_ran:
+            reason = st.waiting[0] if st is not None and st.waiting[0] else "ContainerCreating"
+            why = {"ErrImagePull": "image can't be pulled",
+                   "ImagePullBackOff": "trying and failing to pull image"}.get(reason, reason)
+            raise StreamError(400, f'container "{container}" in pod "{name}" is waiting to start: {why}')
+        return LogSource(folder / f"{st.restart_count}.log")
+
+    def log_running(self, pod: dict[str, Any], container: str, source: LogSource) -> bool:
+        if source.format == "raw":
+            return True  # a component's log grows as long as the cluster runs
+        st = self._container_state(pod, container)
+        return st is not None and st.running and source.path.stem == str(st.restart_count)
 
     def _volume_source(self, plural: str) -> Any:
         def get(namespace: str, name: str) -> dict[str, Any] | None:

@@ -103,6 +103,11 @@ class Names:
         return self.node_dir / "ipam.json"
 
     @property
+    def kubelet_socket(self) -> Path:
+        """The node's streaming server (exec, attach, logs, port-forward), which the API server proxies to."""
+        return self.node_dir / "kubelet.sock"
+
+    @property
     def zygote_socket(self) -> Path:
         return self.node_dir / "zygote.sock"
 

@@ -87,15 +87,15 @@ class Node:
                               env: dict[str, str] | None = None, restart_count: int = 0,
                               working_dir: str | None = None, nice: int = 0,
                               mounts: list[Mount] | None = None, security: Security | None = None,
-                              image_files: dict[str, ImageFile] | None = None) -> dict[str, Any]:
+                              image_files: dict[str, ImageFile] | None = None, tty: bool = False,
+                              stdin: bool = False, stdin_once: bool = False) -> dict[str, Any]:
         """Start a container in the pod: in a root filesystem and PID namespace of its own with `mounts` (its
         volumes) and `image_files` (the image's own files), as `security` says, with env as given plus
         PATH/HOSTNAME like a container runtime, at the pod's CPU weight `nice` (status.cpu_nice). The record has
         `startError` when its process could not start."""
         log = self.log_path(sandbox, container, restart_count)
         log.parent.mkdir(parents=True, exist_ok=True)
-        full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOSTNAME": sandbox.hostname, **(env or {})}
+        full_env = self.container_env(sandbox, env, tty)
         security = security or Security()
         files = {path: (f.data.decode(), f.mode) for path, f in (image_files or {}).items()}
         root = RootfsSpec(pod_files=sandbox.pod_dir, mounts=list(mounts or []), read_only_root=security.read_only_root,
@@ -104,13 +104,21 @@ class Node:
         rec = await self.zygote.spawn(container_id(sandbox.uid, container), workload.to_spec(), log=str(log),
                                       env=full_env, net=sandbox.net_file, uts=sandbox.uts_file, ipc=sandbox.ipc_file,
                                       working_dir=working_dir, nice=nice, rootfs=root.to_dict(),
-                                      staging=str(self.names.rootfs_staging), security=security.to_dict())
+                                      staging=str(self.names.rootfs_staging), security=security.to_dict(),
+                                      tty=tty, stdin=stdin, stdin_once=stdin_once)
         # What `kubectl exec` needs later (labkit.node.runtime): the container's process, environment, privileges.
         meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count, "workingDir": working_dir,
                                     "nice": nice, "pid": rec.get("pid"), "security": security.to_dict()}))
         return rec
+
+    @staticmethod
+    def container_env(sandbox: Sandbox, env: dict[str, str] | None, tty: bool = False) -> dict[str, str]:
+        """The container's environment as a container runtime makes it: a default PATH, HOSTNAME, TERM for a
+        terminal, then the pod's variables."""
+        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": sandbox.hostname,
+                **({"TERM": "xterm"} if tty else {}), **(env or {})}
 
     async def kill_container(self, uid: str, container: str, sig: int = signal.SIGTERM) -> None:
         await self.zygote.kill(container_id(uid, container), sig)

@@ -1,25 +1,30 @@
-"""The zygote: one preloaded Python process that forks a child per container.
+"""The zygote: one preloaded Python process that forks every container, and holds their stdio as a shim does.
 
 Starting a Python interpreter per container would cost ~10-20 MB each; 50 pods would blow the node's
 300 MB budget. The zygote imports every built-in workload once, freezes the GC (so forked children do
-not dirty the shared pages while collecting), and forks: a child joins the pod's namespaces with setns,
-redirects stdout/stderr to the container's log file, replaces its environment and runs the workload
-(or execs a real program, e.g. `/bin/sh -c` for a toolbox script). Children share the zygote's pages
-copy-on-write, so a container costs well under a few MB of PSS.
+not dirty the shared pages while collecting), and forks: a child becomes the container (labkit.node.container_init:
+the pod's namespaces, a PID namespace and a root filesystem of its own, its privileges) and runs the workload or
+execs the container's program. Children share the zygote's pages copy-on-write, so a container costs well under a
+few MB of PSS.
 
-Protocol: JSON lines over a Unix socket. Requests carry "op": spawn | kill | list | forget | ping |
-subscribe; every request gets one reply line {"ok": true, ...} or {"ok": false, "error": "..."}. A
-`subscribe`d connection then receives {"event": "exited", ...container...} lines. The zygote runs in its
-own session, so a node agent restart keeps the containers running: the new agent reconnects and `list`s.
-Children get PR_SET_PDEATHSIG=SIGKILL, so if the zygote dies its containers die with it.
+It is also the containers' shim (labkit.node.shim): it keeps the parent's side of their stdio, writes their logs in
+the CRI format, serves `attach`, and starts the processes `kubectl exec` runs in a container.
+
+Protocol: JSON lines over a Unix socket. Requests carry "op": spawn | exec | attach | kill | list | forget | ping |
+subscribe; every request gets one reply line {"ok": true, ...} or {"ok": false, "error": "..."}. A `subscribe`d
+connection then receives {"event": "exited", ...container...} lines; after the reply to `exec` or `attach` the
+connection carries shim frames (labkit.node.shim). The zygote runs in its own session, so a node agent restart
+keeps the containers running: the new agent reconnects and `list`s. Children get PR_SET_PDEATHSIG=SIGKILL, so if
+the zygote dies its containers die with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
+import contextlib
 import gc
+import itertools
 import json
 import os
 import selectors
@@ -28,105 +33,21 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.node import nsutil, rootfs, security, workloads
+from labkit.node import nsutil
+from labkit.node.container_init import exec_error, init_container, init_exec, run_child
 from labkit.node.names import Names
+from labkit.node.shim import CLOSE, EXIT, HEADER, RESIZE, STDIN, Process, Session, set_nonblocking
 
-PR_SET_PDEATHSIG = 1
-NS_TYPES = (("net", nsutil.CLONE_NEWNET), ("uts", nsutil.CLONE_NEWUTS), ("ipc", nsutil.CLONE_NEWIPC),
-            ("mnt", nsutil.CLONE_NEWNS))
+CLOEXEC = os.O_CLOEXEC
 
 
 def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# ------------------------------------------------------------------------------------------- child side
-def start_error(exc: BaseException) -> str:
-    """The message containerd gives a container whose process could not start (runc ≥ 1.2's wording)."""
-    if isinstance(exc, ExecError):
-        detail = str(exc)
-    else:
-        detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
-    return ("failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create "
-            f"failed: unable to start container process: error during container init: {detail}: unknown")
-
-
-class ExecError(Exception):
-    """exec of the container's command failed (Go's exec.LookPath wording)."""
-
-
-def _child(req: dict[str, Any], started_fd: int) -> int:
-    """In the forked child: become the container, then run it. Returns the exit code.
-
-    `started_fd` is the write end of a close-on-exec pipe: closed once the workload runs (by exec, or
-    explicitly for a workload in Python), written with the reason when the container cannot start.
-    """
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    os.setsid()
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    # Open everything that is a host path before switching mount namespace.
-    log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-    null_fd = os.open(os.devnull, os.O_RDONLY)
-    ns_fds = [(os.open(req[key], os.O_RDONLY), kind) for key, kind in NS_TYPES if req.get(key)]
-    for fd, kind in ns_fds:
-        nsutil.setns(fd, kind)
-        os.close(fd)
-    spec = req["workload"]
-    if req.get("rootfs"):
-        root = rootfs.RootfsSpec.from_dict(req["rootfs"])
-        runtime = rootfs.runtime_sources() if root.runtime else None
-        nsutil.unshare(nsutil.CLONE_NEWNS)
-        rootfs.build(root, req["staging"])
-        if runtime:
-            rootfs.remap_imports(runtime)
-    os.chdir(req.get("workingDir") or "/")
-    os.dup2(null_fd, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.closerange(3, started_fd)
-    os.closerange(started_fd + 1, 65536)
-    os.environ.clear()
-    os.environ.update(req.get("env") or {})
-    if req.get("nice"):
-        os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))  # the pod's CPU weight (status.cpu_nice)
-    if req.get("security"):
-        security.apply(security.Security.from_dict(req["security"]))
-    if spec.get("kind") == "exec" or spec.get("mode") == "shell":
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a real program expects the default
-    if req.get("rootfs"):
-        # PID 1 of its namespace ignores signals it has no handler for; a workload in Python ends on SIGTERM as
-        # a Go program does there (its runtime's handler re-raises, in vain, then exits with 2).
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(2))
-    return workloads.run(spec, started=lambda: os.close(started_fd))
-
-
-def _run_child(req: dict[str, Any], started_fd: int) -> None:
-    code = 1
-    try:
-        code = _child(req, started_fd)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException as exc:
-        try:
-            os.write(started_fd, start_error(exc).encode()[:4000])
-            code = 128
-        except OSError:  # already started: a crash of the workload
-            try:
-                traceback.print_exc()
-            except BaseException:
-                pass
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
 
 
 # ------------------------------------------------------------------------------------------ server side
@@ -159,25 +80,40 @@ def warm_up() -> None:
         asyncio.run(round_trips())
 
 
+@dataclass(eq=False)
+class Starting:
+    """A child that has not yet started its program: its report channel and who waits for the answer."""
+
+    chan: socket.socket
+    conn: socket.socket
+    process: Process
+    session: Session | None  # an exec's session, answered (and relayed) once the program runs
+
+
 class ZygoteServer:
-    """The zygote's single-threaded event loop (selectors; no threads, so fork and setns(mnt) are safe)."""
+    """The zygote's single-threaded event loop (selectors; no threads, so fork, setns and unshare are safe)."""
 
     def __init__(self, sock_path: str) -> None:
         self.sock_path = sock_path
-        self.containers: dict[str, dict[str, Any]] = {}
+        self.containers: dict[str, dict[str, Any]] = {}   # container id → record (what `list` shows)
+        self.processes: dict[str, Process] = {}           # live containers and exec'd processes
         self.by_pid: dict[int, str] = {}
         self.sel = selectors.DefaultSelector()
         self.buffers: dict[socket.socket, bytes] = {}
         self.subscribers: set[socket.socket] = set()
-        self.starting: dict[int, tuple[socket.socket, str, int]] = {}  # start pipe → (client, container, pid)
+        self.starting: dict[int, Starting] = {}
+        self.sessions: dict[socket.socket, Session] = {}
+        self.io: dict[int, Process] = {}                  # stdio fd → its process
+        self.exec_ids = itertools.count(1)
         self.pid_ns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
 
+    # ---- loop ----
     def serve(self) -> None:
         Path(self.sock_path).unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.sock_path)
         os.chmod(self.sock_path, 0o600)
-        listener.listen(16)
+        listener.listen(64)
         self.sel.register(listener, selectors.EVENT_READ, "listen")
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -190,32 +126,35 @@ class ZygoteServer:
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of future collections: fewer copy-on-write faults
         while True:
-            for key, _ in self.sel.select():
-                if key.data == "listen":
+            for key, events in self.sel.select():
+                kind = key.data
+                if kind == "listen":
                     conn, _ = listener.accept()
                     self.buffers[conn] = b""
                     self.sel.register(conn, selectors.EVENT_READ, "client")
-                elif key.data == "started":
-                    self._started(key.fd)
-                elif key.data == "signal":
-                    try:
+                elif kind == "signal":
+                    with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 512)
-                    except BlockingIOError:
-                        pass
                     self._reap()
+                elif kind == "start":
+                    self._start_report(key.fd)
+                elif kind == "io":
+                    self._io(key.fd, events)
+                elif kind == "session":
+                    self._session_io(key.fileobj, events)  # type: ignore[arg-type]
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
 
     def _shutdown(self) -> None:
         for pid in list(self.by_pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         raise SystemExit(0)
 
+    # ---- JSON requests ----
     def _close(self, conn: socket.socket) -> None:
-        self.sel.unregister(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn)
         self.buffers.pop(conn, None)
         self.subscribers.discard(conn)
         conn.close()
@@ -229,15 +168,16 @@ class ZygoteServer:
             self._close(conn)
             return
         buf = self.buffers[conn] + data
-        while b"\n" in buf:
+        while b"\n" in buf and conn in self.buffers:
             line, buf = buf.split(b"\n", 1)
             try:
                 reply = self._handle(conn, json.loads(line))
             except Exception as exc:
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            if reply is not None:  # None: answered later (a spawn, once the container started)
+            if reply is not None:  # None: answered later (once the process started), or a session now
                 self._send(conn, reply)
-        self.buffers[conn] = buf
+        if conn in self.buffers:
+            self.buffers[conn] = buf
 
     def _send(self, conn: socket.socket, msg: dict[str, Any]) -> None:
         try:
@@ -264,61 +204,307 @@ class ZygoteServer:
             c = self.containers.get(req["id"])
             if c and c["running"]:
                 sig = int(req.get("signal", signal.SIGTERM))
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     if c.get("pidNamespace"):
                         os.kill(c["pid"], sig)  # the container's PID 1, as containerd signals it
                     else:
                         os.killpg(c["pid"], sig)
-                except ProcessLookupError:
-                    pass
             return {"ok": True, "container": c}
         if op == "spawn":
             return self._spawn(conn, req)
+        if op == "exec":
+            return self._exec(conn, req)
+        if op == "attach":
+            return self._attach(conn, req)
         raise ValueError(f"unknown op {op!r}")
 
-    def _spawn(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
-        """Fork the container. The reply waits until it runs or failed to start (its start pipe says which)."""
+    # ---- starting processes ----
+    def _fork(self, child: Callable[[], None], *, new_pid_ns: bool = False, join_pid_of: int | None = None) -> int:
+        """fork(); the child is PID 1 of a new PID namespace, or in the PID namespace of process `join_pid_of`
+        (a setns of PID namespace applies to the children made afterwards; ours is restored at once)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if new_pid_ns:
+            nsutil.unshare(nsutil.CLONE_NEWPID)
+        elif join_pid_of is not None:
+            fd = os.open(f"/proc/{join_pid_of}/ns/pid", os.O_RDONLY)
+            try:
+                nsutil.setns(fd, nsutil.CLONE_NEWPID)
+            finally:
+                os.close(fd)
+        try:
+            pid = os.fork()
+        except BaseException:
+            if new_pid_ns or join_pid_of is not None:
+                nsutil.setns(self.pid_ns_fd, nsutil.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            child()  # never returns
+        if new_pid_ns or join_pid_of is not None:
+            nsutil.setns(self.pid_ns_fd, nsutil.CLONE_NEWPID)
+        return pid
+
+    def _stdio(self, process: Process, stdin: bool, tty: bool) -> tuple[tuple[int, int, int] | None, list[int]]:
+        """Pipes for the child's stdio (None for a terminal, which the child opens); the child's ends to close
+        in the parent once it forked."""
+        if tty:
+            return None, []
+        out_r, out_w = os.pipe2(CLOEXEC)
+        err_r, err_w = os.pipe2(CLOEXEC)
+        if stdin:
+            in_r, in_w = os.pipe2(CLOEXEC)
+            set_nonblocking(in_w)
+            process.stdin_fd = in_w
+        else:
+            in_r = os.open(os.devnull, os.O_RDONLY | CLOEXEC)
+        process.add_stream(out_r, "stdout")
+        process.add_stream(err_r, "stderr")
+        return (in_r, out_w, err_w), [in_r, out_w, err_w]
+
+    def _register_streams(self, process: Process) -> None:
+        for fd in process.streams:
+            self.io[fd] = process
+            self.sel.register(fd, selectors.EVENT_READ, "io")
+        if process.stdin_fd is not None:
+            self.io[process.stdin_fd] = process
+
+    def _spawn(self, conn: socket.socket, req: dict[str, Any]) -> None:
+        """Fork a container. The reply waits until it runs or failed to start (its report channel says which)."""
         cid = req["id"]
         old = self.containers.get(cid)
         if old and old["running"]:
             raise ValueError(f"container {cid} is running (pid {old['pid']})")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        started_r, started_w = os.pipe2(os.O_CLOEXEC)
-        own_pid_ns = bool(req.get("rootfs"))
-        if own_pid_ns:  # the next child is PID 1 of a new namespace; ours is restored right after the fork
-            nsutil.unshare(nsutil.CLONE_NEWPID)
-        try:
-            pid = os.fork()
-        finally:
-            if own_pid_ns and os.getpid() != 1:
-                nsutil.setns(self.pid_ns_fd, nsutil.CLONE_NEWPID)
-        if pid == 0:
-            os.close(started_r)
-            _run_child(req, started_w)
-        os.close(started_w)
-        record = {"id": cid, "pid": pid, "running": True, "startedAt": now_rfc3339(), "finishedAt": None,
-                  "exitCode": None, "signal": None, "pidNamespace": own_pid_ns}
+        pod_container = bool(req.get("rootfs"))
+        tty = pod_container and bool(req.get("tty"))
+        record = {"id": cid, "pid": 0, "running": True, "startedAt": now_rfc3339(), "finishedAt": None,
+                  "exitCode": None, "signal": None, "pidNamespace": pod_container, "tty": tty}
+        process = Process(cid, 0, record, tty=tty, stdin_once=bool(req.get("stdinOnce")))
+        parent_chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if pod_container:
+            process.log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | CLOEXEC, 0o640)
+            stdio, child_ends = self._stdio(process, bool(req.get("stdin")), tty)
+        else:  # a host of the outside world: its output straight to its log
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | CLOEXEC, 0o640)
+            null = os.open(os.devnull, os.O_RDONLY | CLOEXEC)
+            stdio, child_ends = (null, log, log), [null, log]
+        pid = self._fork(lambda: (parent_chan.close(), run_child(init_container, req, child_chan, stdio)),
+                         new_pid_ns=pod_container)
+        child_chan.close()
+        for fd in child_ends:
+            os.close(fd)
+        process.pid = record["pid"] = pid
         self.containers[cid] = record
         self.by_pid[pid] = cid
-        self.starting[started_r] = (conn, cid, pid)
-        self.sel.register(started_r, selectors.EVENT_READ, "started")
+        self.processes[cid] = process
+        self._register_streams(process)
+        self._await_start(Starting(parent_chan, conn, process, None))
+
+    def _exec(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
+        """Start `argv` in a running container; once it runs, the connection is its session."""
+        container = self.containers.get(req["id"])
+        if not container or not container["running"] or not container.get("pidNamespace"):
+            return {"ok": False, "error": f"container {req['id']} is not running"}
+        eid = f"{req['id']}#exec{next(self.exec_ids)}"
+        tty = bool(req.get("tty"))
+        record = {"id": eid, "pid": 0, "running": True, "exitCode": None, "signal": None}
+        process = Process(eid, 0, record, tty=tty)
+        session = Session(conn, process, stdin=bool(req.get("stdin")), stdout=bool(req.get("stdout", True)),
+                          stderr=bool(req.get("stderr", True)))
+        parent_chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        stdio, child_ends = self._stdio(process, session.stdin, tty)
+        child_req = {**req, "target": container["pid"]}
+        pid = self._fork(lambda: (parent_chan.close(),
+                                  run_child(init_exec, child_req, child_chan, stdio, error=exec_error)),
+                         join_pid_of=container["pid"])
+        child_chan.close()
+        for fd in child_ends:
+            os.close(fd)
+        process.pid = record["pid"] = pid
+        self.by_pid[pid] = eid
+        self.processes[eid] = process
+        process.sessions.add(session)
+        self._register_streams(process)
+        self._await_start(Starting(parent_chan, conn, process, session))
         return None
 
-    def _started(self, fd: int) -> None:
-        """A start pipe closed (the workload runs) or carries why the container could not start."""
-        conn, cid, pid = self.starting.pop(fd)
-        self.sel.unregister(fd)
+    def _attach(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
+        process = self.processes.get(req["id"])
+        record = self.containers.get(req["id"])
+        if process is None or record is None or not record["running"] or process.reaped:
+            return {"ok": False, "error": "container is in CONTAINER_EXITED state"}
+        session = Session(conn, process, stdin=bool(req.get("stdin")), stdout=bool(req.get("stdout", True)),
+                          stderr=bool(req.get("stderr", True)))
+        process.sessions.add(session)
+        self._send(conn, {"ok": True, "tty": process.tty})
+        self._become_session(session)
+        return None
+
+    def _await_start(self, starting: Starting) -> None:
+        self.starting[starting.chan.fileno()] = starting
+        self.sel.register(starting.chan, selectors.EVENT_READ, "start")
+
+    def _start_report(self, fd: int) -> None:
+        """A child's report: a terminal's master side, why it could not start, or (the channel closing) that
+        its program runs."""
+        starting = self.starting[fd]
+        process = starting.process
         try:
-            message = os.read(fd, 65536).decode(errors="replace")
-        finally:
-            os.close(fd)
-        record = self.containers.get(cid)
-        if record is None or record["pid"] != pid:
+            message, fds, _, _ = socket.recv_fds(starting.chan, 65536, 1)
+        except OSError:
+            message, fds = b"", []
+        if message == b"pty" and fds:
+            process.add_stream(fds[0], "stdout")
+            self.io[fds[0]] = process
+            self.sel.register(fds[0], selectors.EVENT_READ, "io")
             return
-        if message:
-            record["startError"] = message
-        self._send(conn, {"ok": True, "container": record})
+        for extra in fds:
+            os.close(extra)
+        if message.startswith(b"error:"):
+            process.record["startError"] = message[len(b"error:"):].decode(errors="replace")
+            self._drop_session(process, starting.session)
+        elif message:
+            return  # not ours to understand; wait for the channel to close
+        del self.starting[fd]
+        self.sel.unregister(starting.chan)
+        starting.chan.close()
+        if starting.session is None:  # a container: the spawn's reply
+            self._send(starting.conn, {"ok": True, "container": process.record})
+        elif "startError" in process.record:
+            self._send(starting.conn, {"ok": False, "error": process.record["startError"]})
+        else:
+            self._send(starting.conn, {"ok": True, "id": process.id, "pid": process.pid})
+            self._become_session(starting.session)
+
+    def _drop_session(self, process: Process, session: Session | None) -> None:
+        if session is not None:
+            process.sessions.discard(session)
+
+    # ---- sessions ----
+    def _become_session(self, session: Session) -> None:
+        """After its reply, a connection carries frames (the bytes already read after the request line too)."""
+        conn = session.conn
+        rest = self.buffers.pop(conn, b"")
+        self.sel.unregister(conn)
+        conn.setblocking(False)
+        self.sessions[conn] = session
+        self.sel.register(conn, selectors.EVENT_READ, "session")
+        if rest:
+            self._session_frames(session, rest)
+        if session.process.reaped:
+            session.process.sessions.discard(session)
+            self._close_session(session)
+        self._flush_session(session)
+
+    def _session_io(self, conn: socket.socket, events: int) -> None:
+        session = self.sessions.get(conn)
+        if session is None:
+            return
+        if events & selectors.EVENT_READ:
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self._session_gone(session)
+                return
+            if data:
+                self._session_frames(session, data)
+        if events & selectors.EVENT_WRITE or session.outbuf:
+            self._flush_session(session)
+
+    def _session_frames(self, session: Session, data: bytes) -> None:
+        process = session.process
+        for channel, payload in session.frames(data):
+            if channel == STDIN and session.stdin:
+                process.write_stdin(payload)
+            elif channel == RESIZE:
+                process.resize(payload)
+            elif channel == CLOSE and session.stdin:
+                process.close_stdin()
+            self._want_write(process)
+
+    def _flush_session(self, session: Session) -> None:
+        conn = session.conn
+        if conn not in self.sessions:
+            return
+        if session.outbuf:
+            try:
+                sent = conn.send(session.outbuf)
+                del session.outbuf[:sent]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._session_gone(session)
+                return
+        if not session.outbuf and session.closing:
+            self._end_session(session)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if session.outbuf else 0)
+        self.sel.modify(conn, events, "session")
+
+    def _session_gone(self, session: Session) -> None:
+        """The client left: a non-terminal container's stdin closes if it is stdinOnce (containerd's Attach)."""
+        process = session.process
+        process.sessions.discard(session)
+        if session.stdin and process.stdin_once and not process.tty:
+            process.close_stdin()
+        self._end_session(session)
+
+    def _close_session(self, session: Session) -> None:
+        session.closing = True
+
+    def _end_session(self, session: Session) -> None:
+        self.sessions.pop(session.conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(session.conn)
+        session.conn.close()
+
+    # ---- process stdio ----
+    def _io(self, fd: int, events: int) -> None:
+        process = self.io.get(fd)
+        if process is None:
+            return
+        if events & selectors.EVENT_READ and fd in process.streams:
+            try:
+                alive = process.read(fd)
+            except OSError:
+                alive = False
+            if not alive:
+                self._unwatch(fd, process)
+                process.close_stream(fd)
+        if events & selectors.EVENT_WRITE:
+            process.flush_stdin()
+        self._want_write(process)
+        for session in list(process.sessions):
+            if session.outbuf:
+                self._flush_session(session)
+
+    def _unwatch(self, fd: int, process: Process) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fd)
+        if fd != process.stdin_fd:
+            self.io.pop(fd, None)
+
+    def _want_write(self, process: Process) -> None:
+        """Watch a process's stdin (or terminal) for writability while some of its input waits."""
+        target = process.master if process.tty else process.stdin_fd
+        if target is None:
+            return
+        events = (selectors.EVENT_READ if target in process.streams else 0) | \
+            (selectors.EVENT_WRITE if process.stdin_pending else 0)
+        try:
+            key = self.sel.get_key(target)
+        except KeyError:
+            key = None
+        if key is None and events:
+            self.io[target] = process
+            self.sel.register(target, events, "io")
+        elif key is not None and events and key.events != events:
+            self.sel.modify(target, events, "io")
+        elif key is not None and not events:
+            self.sel.unregister(target)
 
     def _reap(self) -> None:
         while True:
@@ -328,19 +514,30 @@ class ZygoteServer:
                 return
             if pid == 0:
                 return
-            cid = self.by_pid.pop(pid, None)
-            if cid is None or cid not in self.containers:
+            pid_id = self.by_pid.pop(pid, None)
+            process = self.processes.pop(pid_id, None) if pid_id else None
+            if process is None:
                 continue
-            c = self.containers[cid]
-            c["running"] = False
-            c["finishedAt"] = now_rfc3339()
+            record = process.record
+            record["running"] = False
+            record["finishedAt"] = now_rfc3339()
             if os.WIFSIGNALED(status):
-                c["signal"] = os.WTERMSIG(status)
-                c["exitCode"] = 128 + c["signal"]  # what a container runtime reports for a killed process
+                record["signal"] = os.WTERMSIG(status)
+                record["exitCode"] = 128 + record["signal"]  # what a container runtime reports for a killed process
             else:
-                c["exitCode"] = os.WEXITSTATUS(status)
-            for sub in list(self.subscribers):
-                self._send(sub, {"event": "exited", **c})
+                record["exitCode"] = os.WEXITSTATUS(status)
+            process.reaped = True
+            for fd in [*process.streams, process.stdin_fd]:
+                if fd is not None:
+                    with contextlib.suppress(KeyError, ValueError):
+                        self.sel.unregister(fd)
+                    self.io.pop(fd, None)
+            process.finish()
+            for session in list(process.sessions):
+                self._flush_session(session)
+            if process.id in self.containers:
+                for sub in list(self.subscribers):
+                    self._send(sub, {"event": "exited", **record})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -385,6 +582,37 @@ def zygote_alive(names: Names) -> bool:
         return False
 
 
+class SessionError(Exception):
+    """An exec or attach the zygote refused (the message is the runtime's)."""
+
+
+class ZygoteSession:
+    """The client side of an exec or attach session (frames: labkit.node.shim)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        self.reader, self.writer, self.reply = reader, writer, reply
+
+    async def frames(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(channel, payload) until the exit frame (included) or the connection's end."""
+        while True:
+            try:
+                header = await self.reader.readexactly(HEADER.size)
+                channel, length = HEADER.unpack(header)
+                payload = await self.reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            yield channel, payload
+            if channel == EXIT:
+                return
+
+    async def send(self, channel: int, payload: bytes) -> None:
+        self.writer.write(HEADER.pack(channel, len(payload)) + payload)
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ZygoteClient:
     """asyncio client of a running zygote."""
 
@@ -420,14 +648,29 @@ class ZygoteClient:
     async def spawn(self, cid: str, workload: dict[str, Any], *, log: str, env: dict[str, str] | None = None,
                     net: str | None = None, uts: str | None = None, ipc: str | None = None,
                     working_dir: str | None = None, nice: int = 0, rootfs: dict[str, Any] | None = None,
-                    staging: str | None = None, security: dict[str, Any] | None = None) -> dict[str, Any]:
+                    staging: str | None = None, security: dict[str, Any] | None = None, tty: bool = False,
+                    stdin: bool = False, stdin_once: bool = False) -> dict[str, Any]:
         """Start container `cid` running `workload` (Workload.to_spec()) in the given namespace files, at
         niceness `nice`; with `rootfs` (RootfsSpec.to_dict(), built over the `staging` directory) in mount and PID
-        namespaces of its own, with the privileges of `security` (Security.to_dict())."""
+        namespaces of its own, with the privileges of `security` (Security.to_dict()), a terminal (`tty`) or an
+        open stdin. The record has `startError` when its program could not start."""
         req = {"op": "spawn", "id": cid, "workload": workload, "log": log, "env": env or {}, "net": net,
                "uts": uts, "ipc": ipc, "workingDir": working_dir, "nice": nice, "rootfs": rootfs, "staging": staging,
-               "security": security}
+               "security": security, "tty": tty, "stdin": stdin, "stdinOnce": stdin_once}
         return (await self._call(req))["container"]
+
+    async def session(self, req: dict[str, Any]) -> ZygoteSession:
+        """An `exec` or `attach` request on a connection of its own, which then carries the session's frames.
+        Raises SessionError with the zygote's reason (e.g. the program could not start)."""
+        reader, writer = await asyncio.open_unix_connection(self.path, limit=1 << 20)
+        writer.write(json.dumps(req).encode() + b"\n")
+        await writer.drain()
+        line = await reader.readline()
+        reply = json.loads(line) if line else {"ok": False, "error": "the zygote closed the connection"}
+        if not reply.get("ok"):
+            writer.close()
+            raise SessionError(reply.get("error", "zygote error"))
+        return ZygoteSession(reader, writer, reply)
 
     async def kill(self, cid: str, sig: int = signal.SIGTERM) -> dict[str, Any] | None:
         return (await self._call({"op": "kill", "id": cid, "signal": int(sig)}))["container"]

@@ -24,7 +24,7 @@ def test_agnhost_subcommands():
     assert resolve_image(img, ["/agnhost", "serve-hostname"], None).spec["argv"] == ["serve-hostname"]
     assert resolve_image(img).spec["argv"] == ["pause"]  # the image's default CMD
     # The Kubernetes docs' dnsutils pod: agnhost with `sleep infinity`.
-    assert resolve_image(img, ["sleep", "infinity"]) == Workload("toolbox", {"mode": "sleep", "seconds": None})
+    assert resolve_image(img, ["sleep", "infinity"]) == Workload("command", {"argv": ["sleep", "infinity"]})
     for sub in ("connect", "dns-suffix", "dns-server-list", "etc-hosts", "porter", "test-webserver"):
         assert resolve_image(img, None, [sub]) == Workload("agnhost", {"argv": [sub]})
     assert resolve_image(img, ["/agnhost-2", "pause"]).spec["argv"] == ["pause"]
@@ -49,7 +49,7 @@ def test_documentation_images():
         assert resolve_image(image) == Workload("agnhost", {"argv": ["serve-hostname"]})
     assert resolve_image("registry.k8s.io/serve_hostname", None, ["-udp", "-http=false"]).spec["argv"] == [
         "serve-hostname", "-udp", "-http=false"]
-    assert resolve_image("registry.k8s.io/serve_hostname", ["sh", "-c", "true"]).kind == "toolbox"
+    assert resolve_image("registry.k8s.io/serve_hostname", ["sh", "-c", "true"]).kind == "command"
     # The StatefulSet tutorial's nginx-slim tags.
     for tag, version in (("0.8", "1.11.12"), ("0.21", "1.11.12"), ("0.24", "1.13.4"), ("0.27", "1.13.4")):
         assert resolve_image(f"registry.k8s.io/nginx-slim:{tag}") == Workload("nginx", {"version": version,
@@ -57,12 +57,15 @@ def test_documentation_images():
 
 
 def test_toolbox_commands():
-    assert resolve_image("busybox:1.36", ["sleep", "3600"]).spec == {"mode": "sleep", "seconds": 3600.0}
-    assert resolve_image("alpine", ["sh", "-c", "echo hi"]).spec == {"mode": "shell",
-                                                                     "argv": ["/bin/sh", "-c", "echo hi"]}
-    other = resolve_image("nicolaka/netshoot", ["nslookup", "kubernetes"])
-    assert other.spec["seconds"] is None and "nslookup" in other.spec["note"]
-    assert resolve_image("registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7").kind == "toolbox"
+    # The command as given (the host's programs run it), else the image's ENTRYPOINT/CMD.
+    assert resolve_image("busybox:1.36", ["sleep", "3600"]) == Workload("command", {"argv": ["sleep", "3600"]})
+    assert resolve_image("alpine", ["sh", "-c", "echo hi"]).spec["argv"] == ["sh", "-c", "echo hi"]
+    assert resolve_image("nicolaka/netshoot", None, ["nslookup", "kubernetes"]).spec["argv"] == [
+        "nslookup", "kubernetes"]
+    assert resolve_image("busybox").spec["argv"] == ["sh"] and resolve_image("alpine").spec["argv"] == ["/bin/sh"]
+    assert resolve_image("curlimages/curl", None, ["-s", "http://web"]).spec["argv"] == ["curl", "-s", "http://web"]
+    assert resolve_image("curlimages/curl", None, ["sh", "-c", "x"]).spec["argv"] == ["sh", "-c", "x"]
+    assert resolve_image("registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7").spec["argv"] == ["bash"]
 
 
 def test_coredns_runs_labkit_dns():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit.node import crilog
 from labkit.node.cleanup import cluster_netns, cluster_processes
 from labkit.node.images import resolve_image
 from labkit.node.node import Node
@@ -202,8 +203,10 @@ def test_container_exit_code_env_and_logs(cluster):
 
     result = asyncio.run(run())
     assert result["first"]["exitCode"] == 3 and result["second"]["exitCode"] == 0
-    assert node.log_path(a, "job", 0).read_text() == "out v1 pod-a\nerr\n"
-    assert node.log_path(a, "job", 1).read_text() == "second run\n"
+    first = list(crilog.records(node.log_path(a, "job", 0).read_bytes()))
+    assert [(r.stream, r.partial, r.message) for r in first] == [("stdout", False, b"out v1 pod-a"),
+                                                                 ("stderr", False, b"err")]
+    assert crilog.render(list(crilog.records(node.log_path(a, "job", 1).read_bytes()))) == b"second run\n"
 
 
 def test_pid_1_ignores_sigterm_without_a_handler_and_sigkill_reports_137(cluster):
@@ -275,19 +278,95 @@ def test_cleanup_after_sigkill_leaves_nothing(tmp_path, capsys):
     assert snapshot(node.names.prefix) == before
 
 
-def test_runtime_for_api_server_exec_and_logs(cluster):
-    from labkit import errors
-    from labkit.node.runtime import NodeRuntime
+async def session_output(session, stdin: list[bytes] = (), close_stdin: bool = False) -> tuple[dict, bytes, bytes]:
+    """Feed `stdin` frames, optionally close stdin, then collect (exit, stdout, stderr) until the exit frame."""
+    from labkit.node.shim import CLOSE, EXIT, STDERR, STDIN, STDOUT
+
+    for data in stdin:
+        await session.send(STDIN, data)
+    if close_stdin:
+        await session.send(CLOSE, bytes([STDIN]))
+    out, err, end = b"", b"", {}
+    async for channel, payload in session.frames():
+        if channel == STDOUT:
+            out += payload
+        elif channel == STDERR:
+            err += payload
+        elif channel == EXIT:
+            end = json.loads(payload)
+    session.close()
+    return end, out, err
+
+
+def test_exec_sessions_exit_codes_terminal_and_missing_program(cluster):
+    from labkit.node.security import Security
+    from labkit.node.zygote import SessionError
 
     node, boxes = cluster
-    runtime = NodeRuntime(node.names.home)
-    pod = {"metadata": {"name": "pod-b", "uid": boxes["b"].uid}}
-    out = subprocess.run(runtime.exec_argv(pod, "main", ["sh", "-c", "echo $K $HOSTNAME; hostname"], tty=False),
-                         capture_output=True, text=True, timeout=10).stdout
-    assert out == "v pod-b\npod-b\n"
-    log = runtime.log_file(pod, "main", previous=False)
-    assert "Started HTTP server on port 8080" in log.read_text()
-    with pytest.raises(errors.BadRequest, match="previous terminated container"):
-        runtime.log_file(pod, "main", previous=True)
-    with pytest.raises(errors.BadRequest, match="container not found"):
-        runtime.exec_argv(pod, "other", ["true"], tty=False)
+    b = boxes["b"]
+    cid = f"{b.uid}/main"
+    base = {"op": "exec", "id": cid, "env": {"PATH": "/usr/bin:/bin"}, "security": Security().to_dict()}
+
+    async def run() -> tuple:
+        plain = await node.zygote.session({**base, "argv": ["sh", "-c", "echo out; ps -o pid= -e | wc -l; "
+                                                                         "echo err >&2; exit 3"]})
+        plain_result = await session_output(plain)
+        term = await node.zygote.session({**base, "argv": ["sh", "-c", "tty; sleep 15"], "tty": True, "stdin": True})
+        from labkit.node.shim import STDIN, STDOUT
+
+        seen = b""
+        async for channel, payload in term.frames():
+            seen += payload if channel == STDOUT else b""
+            if b"/dev/pts/" in seen:
+                break
+        term_result = await session_output(term, [b"\x03"])
+        try:
+            await node.zygote.session({**base, "argv": ["nosuchprogram"]})
+            missing = ""
+        except SessionError as exc:
+            missing = str(exc)
+        fed = await node.zygote.session({**base, "argv": ["sh", "-c", "read x; echo got $x"], "stdin": True})
+        fed_result = await session_output(fed, [b"hi\n"], close_stdin=True)
+        return plain_result, seen, term_result, missing, fed_result, STDIN
+
+    (end, out, err), seen, (term_end, _, _), missing, (fed_end, fed_out, _), _ = asyncio.run(run())
+    assert end["exitCode"] == 3 and err == b"err\n"
+    # The exec'd shell sees its container's processes only: netexec (PID 1), itself, ps, wc.
+    assert out.split() == [b"out", b"4"]
+    assert seen.startswith(b"/dev/pts/0")  # a terminal of the container's own devpts
+    assert term_end["exitCode"] == 130  # ^C reached the foreground `sleep` through the terminal
+    assert missing == ('OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                       '"nosuchprogram": executable file not found in $PATH: unknown')
+    assert fed_end["exitCode"] == 0 and fed_out == b"got hi\n"
+
+
+def test_attach_to_containers_with_stdin_and_a_terminal(cluster):
+    node, boxes = cluster
+    a = boxes["a"]
+
+    async def run() -> tuple:
+        from labkit.node.shim import STDOUT
+
+        await node.start_container(a.sandbox, "once", resolve_image("busybox", ["sh", "-c", "read x; echo got $x"]),
+                                   {}, stdin=True, stdin_once=True)
+        once = await node.zygote.session({"op": "attach", "id": f"{a.uid}/once", "stdin": True})
+        once_result = await session_output(once, [b"hello\n"], close_stdin=True)
+        await node.start_container(a.sandbox, "tty", resolve_image("busybox", ["sh"]), {}, tty=True, stdin=True)
+        term = await node.zygote.session({"op": "attach", "id": f"{a.uid}/tty", "stdin": True})
+        await term.send(0, b"echo $((6*7)) $-\r")
+        seen = b""
+        async for channel, payload in term.frames():
+            seen += payload if channel == STDOUT else b""
+            if b"\r\n42 " in seen and seen.endswith(b"# "):  # the answer, then the next prompt
+                break
+        term_result = await session_output(term, [b"exit 3\r"])
+        log = node.log_path(a.sandbox, "tty", 0).read_bytes()
+        return once_result, seen, term_result, log
+
+    (once_end, once_out, _), seen, (term_end, _, _), log = asyncio.run(run())
+    assert once_end["exitCode"] == 0 and once_out == b"got hello\n"
+    assert b"42 " in seen and b"i" in seen.split(b"42 ", 1)[1].split(b"\r\n")[0]  # an interactive shell
+    assert b"can't access tty" not in seen and b"job control" not in seen
+    assert term_end["exitCode"] == 3
+    # The log holds the terminal's output (\r\n line ends, as a TTY container's log does on kind).
+    assert b" stdout F " in log and b"42 " in log

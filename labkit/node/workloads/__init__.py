@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from labkit.node.workloads import agnhost, nginx, toolbox, webhost
+from labkit.node.workloads import agnhost, nginx, webhost
 
 
 def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int:
@@ -21,8 +21,6 @@ def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int
     if kind == "exec":
         argv = spec["argv"]
         os.execvpe(argv[0], argv, {**os.environ, **(spec.get("env") or {})})  # never returns
-    if kind == "toolbox":
-        return toolbox.main(spec)  # execs
     started()
     if kind == "nginx":
         return nginx.main(spec)
