@@ -106,7 +106,7 @@ class Node:
                                       working_dir=working_dir, nice=nice, rootfs=root.to_dict(),
                                       staging=str(self.names.rootfs_staging), security=security.to_dict(),
                                       tty=tty, stdin=stdin, stdin_once=stdin_once)
-        # What `kubectl exec` needs later (labkit.node.runtime): the container's process, environment, privileges.
+        # What a restarted node agent needs to adopt the container: its process, environment, privileges.
         meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"env": full_env, "restartCount": restart_count, "workingDir": working_dir,
