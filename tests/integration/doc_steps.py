@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,15 +119,14 @@ class Page:
 
 
 def table(text: str) -> list[dict[str, str]]:
-    """kubectl's table output as rows keyed by column header (columns split on runs of 2+ spaces is not
-    safe for empty cells, so cells are cut at the header's column starts)."""
+    """kubectl's table output as rows keyed by column header. Headers may hold a space ("NOMINATED NODE") and
+    cells may be empty, so columns are cut where the header's names start (kubectl pads with 3 spaces)."""
     lines = [line for line in text.splitlines() if line.strip()]
     header = lines[0]
-    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
-    names = header.split()
+    spans = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+    starts = [start for start, _ in spans]
     rows = []
     for line in lines[1:]:
         cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        rows.append(dict(zip(names, cells, strict=True)))
+        rows.append(dict(zip([name for _, name in spans], cells, strict=True)))
     return rows
-
