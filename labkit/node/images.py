@@ -143,7 +143,7 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
     command, args = list(command or []), list(args or [])
     repo = ref.repository
     base = repo.rsplit("/", 1)[-1]
-    if repo == "nginx" or (base == "nginx" and ref.registry != "docker.io"):
+    if is_official_nginx(ref):
         return Workload("nginx", {"version": nginx_version(ref.tag), "port": 80})
     if base == "nginx-slim":
         return Workload("nginx", {"version": nginx_slim_version(ref.tag), "port": 80})
@@ -179,11 +179,22 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
                              f"It runs these built-in images: {SUPPORTED}")
 
 
+def is_official_nginx(ref: ImageRef) -> bool:
+    base = ref.repository.rsplit("/", 1)[-1]
+    return ref.repository == "nginx" or (base == "nginx" and ref.registry != "docker.io")
+
+
 def image_files(image: str) -> dict[str, ImageFile]:
     """Files of `image` a container's root filesystem must hold at these paths, beyond what every container
     gets: agnhost's executable at /agnhost (its ENTRYPOINT; `kubectl exec POD -- /agnhost dns-suffix`) and
-    the /agnhost-2 alias the e2e entrypoint tests use."""
-    if ImageRef.parse(image).repository.rsplit("/", 1)[-1] != "agnhost":
+    the /agnhost-2 alias the e2e entrypoint tests use; the official nginx image's conf.d/default.conf (which
+    the nginx workload reads, and a ConfigMap mounted over /etc/nginx/conf.d replaces)."""
+    ref = ImageRef.parse(image)
+    if is_official_nginx(ref):
+        from labkit.node.workloads.nginx import CONF_DIR, DEFAULT_CONF
+
+        return {f"{CONF_DIR}/default.conf": ImageFile(DEFAULT_CONF.encode())}
+    if ref.repository.rsplit("/", 1)[-1] != "agnhost":
         return {}
     from labkit.node.workloads.agnhost import EXECUTABLE_PATHS, launcher_script
 

@@ -311,15 +311,12 @@ def test_replace_with_the_secure_app(page: Page) -> None:
 
 
 def test_the_secret_and_configmap_are_mounted(page: Page) -> None:
-    not_on_main_yet("containers", "secret and configMap volumes mounted in the container")
     pod = page.state["secure_pod"]
     assert page.exec(pod, "cat", "/etc/nginx/conf.d/default.conf").stdout == DEFAULT_CONF
     assert page.exec(pod, "ls", "/etc/nginx/ssl").stdout == "tls.crt\ntls.key\n"
 
 
 def test_curl_the_secure_pod_and_service(page: Page) -> None:
-    not_on_main_yet("containers", "secret and configMap volumes mounted in the container (nginx then serves "
-                                  "the ConfigMap's default.conf: HTTPS on 443 with the secret's certificate)")
     assert page.apply(CURLPOD) == "deployment.apps/curl-deployment created\n"
     curl = page.wait_pods_ready("app=curlpod", 1)[0]["metadata"]["name"]
     # node $ curl -k https://<pod IP>  (from the curl pod: labkit curl speaks HTTP only)
@@ -343,7 +340,6 @@ def test_node_ports_of_the_secure_service(page: Page) -> None:
 
 
 def test_curl_the_node_port(page: Page) -> None:
-    not_on_main_yet("containers", "secret and configMap volumes (nginx's HTTPS server behind the NodePort)")
     curl = page.pods("app=curlpod")[0]["metadata"]["name"]
     out = page.exec(curl, "curl", "-sk", f"https://172.18.0.2:{page.state['node_ports']['https']}").stdout
     assert "<h1>Welcome to nginx!</h1>" in out

@@ -141,3 +141,31 @@ def test_an_fqdn_over_64_characters_keeps_the_pod_pending_with_kubelets_event(pa
     assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     row = page.out("get", "pod", "toolong", "--no-headers").split()
     assert row[1:3] == ["0/1", "ContainerCreating"]
+
+
+def test_the_agnhost_executable_in_agnhost_containers(page: Page) -> None:
+    page.apply(pod("agnhost", AGNHOST))  # the image's default: /agnhost pause
+    page.wait_pod_ready("agnhost")
+    assert page.exec("agnhost", "/agnhost", "dns-suffix").stdout == (
+        f"{page.ns}.svc.cluster.local,svc.cluster.local,cluster.local\n")
+    assert page.exec("agnhost", "/agnhost-2", "dns-server-list").stdout == "10.96.0.10\n"
+    done = page.exec("agnhost", "/agnhost", "connect", "kubernetes.default:443", "--timeout=5s", check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    done = page.exec("agnhost", "/agnhost", "nope", check=False)
+    assert done.returncode == 1 and 'Error: unknown command "nope" for "app"' in done.stderr
+
+
+def test_nginx_serves_what_a_volume_mounted_over_its_html_root_holds(page: Page) -> None:
+    # The StatefulSet tutorial's pattern: a volume over /usr/share/nginx/html hides the image's pages (403),
+    # then `echo $(hostname) > /usr/share/nginx/html/index.html` is what nginx serves.
+    spec = json.loads(pod("web-0", "registry.k8s.io/nginx-slim:0.24", ports=[{"containerPort": 80}]))
+    spec["spec"]["volumes"] = [{"name": "www", "emptyDir": {}}]
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "www", "mountPath": "/usr/share/nginx/html"}]
+    page.apply(json.dumps(spec))
+    page.apply(pod("client", "busybox", command=["sleep", "3600"]))
+    ip = page.wait_pod_ready("web-0")["status"]["podIP"]
+    page.wait_pod_ready("client")
+    head = page.exec("client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{ip}/").stdout
+    assert head == "403"
+    page.exec("web-0", "sh", "-c", 'echo "$(hostname)" > /usr/share/nginx/html/index.html')
+    assert page.exec("client", "curl", "-s", f"http://{ip}/").stdout == "web-0\n"

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-           304: "Not Modified", 307: "Temporary Redirect", 400: "Bad Request", 404: "Not Found",
-           405: "Not Allowed", 412: "Precondition Failed", 417: "Expectation Failed",
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently",
+           302: "Found", 304: "Not Modified", 307: "Temporary Redirect", 400: "Bad Request", 403: "Forbidden",
+           404: "Not Found", 405: "Not Allowed", 412: "Precondition Failed", 417: "Expectation Failed",
            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
