@@ -15,6 +15,8 @@ thread of its own (`portal.Portal`), and the backend (`labkit.backends.base`) is
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import html
 import shlex
 import subprocess
@@ -57,6 +59,7 @@ class Lab:
         self.namespace = namespace
         self._portal = Portal()
         self._client: Any = None
+        atexit.register(self._release)  # close the API client's connections while the portal's loop still runs
 
     # -- getting a cluster ----------------------------------------------------------------------------------
 
@@ -203,7 +206,11 @@ class Lab:
     def _close_client(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
-            self._portal.call(client.close())
+            self._portal.call(client.close(), timeout=5)
+
+    def _release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_client()
 
     def resource(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         """One object as the API returns it (a dict): `lab.resource("svc", "nginx")["spec"]["clusterIP"]`."""
