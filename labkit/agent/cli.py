@@ -291,7 +291,7 @@ class HttpConnection:
 
 def conntrack_destinations(home: Path) -> dict[tuple[str, int], tuple[str, int]]:
     """nftables mode's connection table: the node's conntrack entries (`conntrack -L`, /proc/net/nf_conntrack read
-    in the node's namespace), as {client address and port: where the DNAT sent it} for DNATed connections."""
+    in the node's namespace), as {client address and port: where the DNAT sent it} for DNATed TCP connections."""
     from labkit.netns import run_in_netns
     from labkit.node.names import Names
 
@@ -299,7 +299,10 @@ def conntrack_destinations(home: Path) -> dict[tuple[str, int], tuple[str, int]]
     text = run_in_netns(netns, lambda: Path("/proc/thread-self/net/nf_conntrack").read_text())
     out: dict[tuple[str, int], tuple[str, int]] = {}
     for line in text.splitlines():
-        words = [w.split("=", 1) for w in line.split() if "=" in w]
+        fields = line.split()
+        if len(fields) < 3 or fields[2] != "tcp":
+            continue  # only TCP: a UDP flow (a DNS query) may use the same source port as a TCP connection
+        words = [w.split("=", 1) for w in fields if "=" in w]
         src = [v for k, v in words if k == "src"]
         dst = [v for k, v in words if k == "dst"]
         sport = [v for k, v in words if k == "sport"]
@@ -332,7 +335,7 @@ def connection_lookup(home: Path) -> Lookup:
         except (OSError, ValueError, RuntimeError):
             return None
         for c in conns:
-            if c.source == (local[0], local[1]) and not c.template:
+            if c.protocol == "TCP" and c.source == (local[0], local[1]) and not c.template:
                 return c.destination
         return None
 
