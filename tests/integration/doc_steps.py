@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from labkit.backends import embedded
-from tests.conftest import Cluster
+from tests.conftest import Cluster, kubectl_binary
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "nft")),
@@ -107,6 +107,46 @@ class Page:
 
     def sh(self, pod: str, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.exec(pod, "sh", "-c", script, check=check)
+
+    def interactive(self, args: list[str], typed: str = "", timeout: float = 120) -> tuple[int, str]:
+        """`kubectl ARGS` on a terminal of its own (`kubectl run -it`, `exec -it`): type `typed` once kubectl
+        says the session is up, return (exit status, everything the terminal showed)."""
+        import pty
+        import select
+
+        binary = kubectl_binary("1.32")
+        if binary is None:
+            pytest.skip("kubectl 1.32 is not installed beside kubectl")
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "TERM": "xterm"}
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: kubectl on the terminal
+            os.execve(str(binary), [str(binary), f"--cache-dir={self.cluster.cache_dir / '1.32'}", *args], env)
+        shown = b""
+        sent = not typed
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: kubectl has exited and the terminal closed
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if not sent and b"try pressing enter" in shown:
+                    time.sleep(0.5)  # the shell's first prompt
+                    os.write(fd, typed.encode())
+                    sent = True
+            else:
+                os.kill(pid, 9)
+                raise AssertionError(f"kubectl {' '.join(args)} still runs after {timeout}s: {shown!r}")
+        finally:
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
 
     def labkit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`labkit …` against this cluster: what a reader runs "on a node" (the node's namespace)."""

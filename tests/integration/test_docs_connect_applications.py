@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, not_on_main_yet, table, wait_until
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table, wait_until
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -249,12 +249,11 @@ def test_the_dns_addon_service(page: Page) -> None:
 
 def test_nslookup_from_an_interactive_busybox(page: Page) -> None:
     # kubectl run -i --tty --image busybox:1.37 dns-test --restart=Never --rm; then `nslookup my-nginx`.
-    not_on_main_yet("containers", "`kubectl run -i --rm` needs pods/attach and a toolbox running `sh` as given")
-    done = page.kubectl("run", "-i", "--image", "busybox:1.37", "dns-test", "--restart=Never", "--rm",
-                        input="nslookup my-nginx\n", check=False, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert f"Name:\tmy-nginx.default.svc.cluster.local\nAddress: {page.state['cluster_ip']}\n" in done.stdout
-    assert done.stdout.endswith('pod "dns-test" deleted\n')
+    code, shown = page.interactive(["run", "-i", "--tty", "--image", "busybox:1.37", "dns-test", "--restart=Never",
+                                    "--rm"], "nslookup my-nginx\nexit\n")
+    assert code == 0, shown
+    assert f"Name:\tmy-nginx.default.svc.cluster.local\nAddress: {page.state['cluster_ip']}\n" in shown
+    assert shown.endswith('pod "dns-test" deleted\n')
 
 
 # ---------------------------------------------------------------------------------------- Securing the Service

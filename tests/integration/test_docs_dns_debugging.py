@@ -62,6 +62,9 @@ def test_create_the_dnsutils_pod(page: Page) -> None:
 
 
 def test_nslookup_kubernetes_default_works(page: Page) -> None:
+    # kubectl exec -i -t dnsutils -- nslookup kubernetes.default, on a terminal as the reader types it.
+    code, shown = page.interactive(["exec", "-i", "-t", "dnsutils", "--", "nslookup", "kubernetes.default"])
+    assert code == 0 and "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n" in shown, shown
     assert nslookup(page, "kubernetes.default") == (
         "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n"
         "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n\n")
