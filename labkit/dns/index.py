@@ -58,6 +58,11 @@ class Endpoint:
     ip: str
     hostname: str  # the label used in per-endpoint names: slice hostname or dashed IP
     ports: tuple[Port, ...]
+    pod: str = ""  # the targetRef's pod name when the slice gives no hostname (for `endpoint_pod_names`)
+
+    def label(self, pod_names: bool) -> str:
+        """kubernetes.go endpointHostname: hostname, else (with endpoint_pod_names) the pod's name, else dashed IP."""
+        return self.pod if pod_names and self.pod else self.hostname
 
 
 def dashed_ip(ip: str) -> str:
@@ -107,8 +112,10 @@ def slice_endpoints(obj: dict[str, Any]) -> list[Endpoint]:
         if ready is False:
             continue
         hostname = ep.get("hostname") or ""
+        ref = ep.get("targetRef") or {}
+        pod = ref.get("name", "") if ref.get("kind") == "Pod" and not hostname else ""
         for ip in ep.get("addresses") or []:
-            out.append(Endpoint(ip, hostname or dashed_ip(ip), ports))
+            out.append(Endpoint(ip, hostname or dashed_ip(ip), ports, pod))
     return out
 
 

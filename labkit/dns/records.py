@@ -126,15 +126,28 @@ class Lookup:
         ttl: int = 30,
         pods: str = "insecure",
         ns_ips: list[str] | None = None,
+        *,
+        namespaces: set[str] | None = None,
+        endpoint_pod_names: bool = False,
+        ignore_empty_service: bool = False,
     ) -> None:
         if pods not in ("disabled", "insecure", "verified"):
             raise ValueError(f"pods mode {pods!r}")
         self.index = index
-        self.zone = zone.strip(".").lower()
+        self.zone = zone.strip(".").lower()  # the primary zone: PTR targets are named in it
         self.zone_name = wire.name_from_text(self.zone)
         self.ttl = ttl
         self.pods = pods
         self.ns_ips = list(ns_ips or [])
+        self.namespaces = namespaces or set()  # `namespaces`: only these are exposed
+        self.endpoint_pod_names = endpoint_pod_names
+        self.ignore_empty_service = ignore_empty_service
+
+    def namespace_exposed(self, namespace: str) -> bool:
+        """namespace.go namespaceExposed: configured (if a list is set) and existing."""
+        if self.namespaces and namespace not in self.namespaces:
+            return False
+        return self.index.namespace_exists(namespace)
 
     # ---------------------------------------------------------------------------------------- find stage
 
@@ -143,10 +156,10 @@ class Lookup:
         r = parse_request(q.base())
         if not r.pod_or_svc:
             return []
-        if q.zone and wire.lower(q.zone) != self.zone_name:
-            # Reverse zones: only PTR decodes names there (plugin.Reverse); everything else is a name error.
+        if is_reverse(q.lname):
+            # Reverse names: only PTR decodes them (plugin.Reverse); everything else is a name error.
             raise NameErrorResult("forward name in a reverse zone")
-        if not self.index.namespace_exists(r.namespace):
+        if not self.namespace_exposed(r.namespace):
             raise NameErrorResult("namespace not exposed")
         if r.pod_or_svc == POD:
             return self.find_pods(r, q)
@@ -187,15 +200,18 @@ class Lookup:
             if svc.external_name and host_type(svc.external_name)[0] == wire.CNAME:
                 return [Item(svc.external_name, key=base, ttl=self.ttl)]
             raise NameErrorResult("externalName is an IP")
+        if self.ignore_empty_service and not svc.headless and not self.index.endpoints(svc.namespace, svc.name):
+            raise NameErrorResult("empty service ignored")
         if svc.headless or r.endpoint:
             for ep in self.index.endpoints(svc.namespace, svc.name):
-                if r.endpoint and r.endpoint != ep.hostname.lower():
+                label = ep.label(self.endpoint_pod_names)
+                if r.endpoint and r.endpoint != label.lower():
                     continue
                 for p in ep.ports:
                     if not _match_port_proto(r.port, p.name, r.protocol, p.protocol):
                         continue
                     found = True
-                    items.append(Item(ep.ip, p.port, _labels(ep.hostname) + base, ttl=self.ttl))
+                    items.append(Item(ep.ip, p.port, _labels(label) + base, ttl=self.ttl))
         else:
             for p in svc.ports:
                 if not _match_port_proto(r.port, p.name, r.protocol, p.protocol):
@@ -222,7 +238,7 @@ class Lookup:
                 base = _labels(svc.name, svc.namespace, "svc") + zone
                 if svc.headless:
                     for e in self.index.endpoints(ns, svc_name):
-                        out.append((_labels(e.hostname) + base, e.ip))
+                        out.append((_labels(e.label(self.endpoint_pod_names)) + base, e.ip))
                 else:
                     out.extend((base, ip) for ip in svc.cluster_ips)
         if not out:
@@ -344,7 +360,7 @@ class Lookup:
             hosts.append(_labels(svcs[0].name, svcs[0].namespace, "svc") + self.zone_name)
         else:
             for ns, svc_name, ep in self.index.endpoints_by_ip(ip):
-                hosts.append(_labels(ep.hostname, svc_name, ns, "svc") + self.zone_name)
+                hosts.append(_labels(ep.label(self.endpoint_pod_names), svc_name, ns, "svc") + self.zone_name)
         if not hosts:
             raise NameErrorResult("no PTR")
         seen: set[Name] = set()
@@ -417,6 +433,11 @@ class Lookup:
         if not records:
             return Answer(wire.NOERROR, authority=[self.soa(q.zone)])
         return Answer(wire.NOERROR, answer=records, extra=extra, truncated=truncated, used_upstream=bool(upstream))
+
+
+def is_reverse(lname: Name) -> bool:
+    """dnsutil.IsReverse: a name under in-addr.arpa or ip6.arpa."""
+    return lname[-2:] in ((b"in-addr", b"arpa"), (b"ip6", b"arpa"))
 
 
 def address_from_reverse(lname: Name) -> str | None:

@@ -1,200 +1,254 @@
-"""The cluster DNS server process: UDP and TCP on one address, plus CoreDNS's side ports.
+"""DNS listeners and CoreDNS's server (core/dnsserver): message checks, zone routing, the ScrubWriter.
 
-- DNS on `host:port` (0.0.0.0:53 in the coredns pod), UDP and TCP, answered by a `Handler`;
-- `:8181/ready` → 200 "OK" once the index is synced, 503 before (the `ready` plugin);
-- `:8080/health` → 200 "OK" (the `health` plugin);
-- `:9153/metrics` → Prometheus text with CoreDNS's metric names (plugin/metrics/vars.go):
-  `coredns_dns_requests_total{server,zone,view,proto,family,type}`,
-  `coredns_dns_responses_total{server,zone,view,rcode,plugin}`,
-  `coredns_dns_request_duration_seconds{server,zone,view,type}` (histogram, buckets 0.25 ms × 2^k, 16 of them),
-  `coredns_panics_total`.
-
-Robustness: a packet that cannot be parsed gets FORMERR or nothing; an exception anywhere in one query's
-handling is counted as a panic and answered SERVFAIL (like CoreDNS's recover); nothing stops the listeners.
+- `Listener`: UDP and TCP on one address, handing each message to a handler with `fast(...)` (synchronous, may
+  answer at once) and `serve(...)` (the full path). The coredns process keeps its listeners across reloads and
+  points them at the new `Server`.
+- `Server`: one per port. miekg/dns's accept function first (a response → dropped; opcode other than QUERY/NOTIFY
+  → NOTIMP; QDCOUNT ≠ 1 or too many records → FORMERR), then ServeDNS: class ≠ IN → REFUSED, EDNS version ≠ 0 →
+  BADVERS, then the server block with the longest matching zone runs its plugin chain; no zone → REFUSED. An
+  unwritten SERVFAIL/REFUSED/FORMERR/NOTIMP from the chain is written here (errorFunc); a plugin that raises is
+  a recovered panic (SERVFAIL, `coredns_panics_total`).
+- The memo: a reply that depends only on the query's bytes (the chain marked it so: answered from the cluster
+  index or hosts data, not forwarded, not from the `cache` plugin) is kept per (transport, query bytes without
+  the ID) until the data it came from changes, and served again without running the chain. Plugins that act on
+  every query (`log`, `prometheus`) leave a hook that runs for each reuse; a reply `loadbalance` shuffles is
+  shuffled again each time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import logging
 import socket
 import struct
 import time
-from typing import Any
-
-from aiohttp import web
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from labkit.dns import wire
-from labkit.dns.handler import Handler, Result
+from labkit.dns.plugin import Log
+from labkit.dns.request import Msg, Request, client_write, error_msg, to_wire
+from labkit.dns.wire import FormError, Name
 
-log = logging.getLogger("labkit.dns")
+if TYPE_CHECKING:
+    from labkit.dns.coredns import BlockConfig, Environment
 
-# plugin.TimeBuckets = prometheus.ExponentialBuckets(0.00025, 2, 16)
-TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
-# Types CoreDNS's metrics keep by name (plugin/pkg/response/typify... monitorType); others are "other".
-MONITORED_TYPES = {
-    1: "A", 28: "AAAA", 15: "MX", 6: "SOA", 5: "CNAME", 12: "PTR", 16: "TXT", 2: "NS", 33: "SRV", 43: "DS",
-    48: "DNSKEY", 46: "RRSIG", 47: "NSEC", 50: "NSEC3", 65: "HTTPS", 251: "IXFR", 252: "AXFR", 255: "ANY",
-}  # fmt: skip
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
-MAX_PENDING = 1000  # like forward's max_concurrent 1000: beyond this, queries are dropped
+MAX_PENDING = 1000  # messages in progress per listener; beyond this UDP queries are dropped
+MEMO_SIZE = 20000
+log = Log()
+
+# (remote ip, remote port, query id, start time) → None: something a plugin does again for a memoized reply.
+Hook = Callable[[str, int, int, float], None]
 
 
-class Metrics:
-    """Counters and a histogram kept in plain dicts (cheap on the hot path), rendered as Prometheus text."""
+def _remote(addr: Any) -> tuple[str, int]:
+    return (addr[0], addr[1]) if isinstance(addr, tuple) and len(addr) >= 2 else ("", 0)
 
-    def __init__(self, server: str, zone: str = ".") -> None:
-        self.server = server
-        self.zone = zone
-        self.requests: dict[tuple[str, int, str], int] = {}
-        self.responses: dict[tuple[str, str], int] = {}
-        self.durations: dict[str, list[float]] = {}  # type → bucket counts..., then [sum, count]
+
+def _family(remote: tuple[str, int]) -> int:
+    return 2 if ":" in remote[0] else 1
+
+
+@dataclass(slots=True)
+class _Memo:
+    tail: bytes | None  # the reply without its ID, when it never changes
+    msg: Msg | None  # else: the message, shuffled again for each reuse
+    req: Request | None
+    hooks: tuple[Hook, ...]
+
+
+class Server:
+    """CoreDNS's dnsserver.Server for one port: zones → server block configs."""
+
+    def __init__(self, port: int, configs: list[BlockConfig], env: Environment) -> None:
+        self.port = port
+        self.addr = f"dns://:{port}"
+        self.env = env
+        self.zones: dict[Name, BlockConfig] = {}
+        for cfg in configs:
+            self.zones[wire.name_from_text(cfg.zone.lower())] = cfg
+        self.memo: dict[tuple[int, bytes], _Memo] = {}
         self.panics = 0
 
-    def observe(self, proto: str, family: int, qtype: int, rcode: int, plugin: str, seconds: float) -> None:
-        t = MONITORED_TYPES.get(qtype, "other")
-        k = (proto, family, t)
-        self.requests[k] = self.requests.get(k, 0) + 1
-        r = (RCODES.get(rcode, str(rcode)), plugin)
-        self.responses[r] = self.responses.get(r, 0) + 1
-        h = self.durations.get(t)
-        if h is None:
-            h = self.durations[t] = [0.0] * (len(TIME_BUCKETS) + 2)
-        h[bisect.bisect_left(TIME_BUCKETS, seconds)] += 1
-        h[-2] += seconds
-        h[-1] += 1
+    def forget(self) -> None:
+        """Drop memoized replies (the data behind them changed)."""
+        self.memo.clear()
 
-    def render(self) -> str:
-        base = f'server="{self.server}",zone="{self.zone}",view=""'
-        out = [
-            "# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.",
-            "# TYPE coredns_dns_requests_total counter",
-        ]
-        for (proto, family, t), n in sorted(self.requests.items()):
-            out.append(f'coredns_dns_requests_total{{{base},proto="{proto}",family="{family}",type="{t}"}} {n}')
-        out += [
-            "# HELP coredns_dns_responses_total Counter of response status codes.",
-            "# TYPE coredns_dns_responses_total counter",
-        ]
-        for (rcode, plugin), n in sorted(self.responses.items()):
-            out.append(f'coredns_dns_responses_total{{{base},rcode="{rcode}",plugin="{plugin}"}} {n}')
-        out += [
-            "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took.",
-            "# TYPE coredns_dns_request_duration_seconds histogram",
-        ]
-        for t, h in sorted(self.durations.items()):
-            cum = 0.0
-            for i, le in enumerate(TIME_BUCKETS):
-                cum += h[i]
-                out.append(f'coredns_dns_request_duration_seconds_bucket{{{base},type="{t}",le="{le:g}"}} {cum:g}')
-            cum += h[len(TIME_BUCKETS)]
-            out.append(f'coredns_dns_request_duration_seconds_bucket{{{base},type="{t}",le="+Inf"}} {cum:g}')
-            out.append(f'coredns_dns_request_duration_seconds_sum{{{base},type="{t}"}} {h[-2]:.9g}')
-            out.append(f'coredns_dns_request_duration_seconds_count{{{base},type="{t}"}} {h[-1]:g}')
-        out += [
-            "# HELP coredns_panics_total A metrics that counts the number of panics.",
-            "# TYPE coredns_panics_total counter",
-            f"coredns_panics_total {self.panics}",
-        ]
-        return "\n".join(out) + "\n"
+    # ------------------------------------------------------------------------------------------ fast path
+
+    def fast(self, data: bytes, proto: str, remote: tuple[str, int]) -> bytes | None:
+        """A memoized reply for these query bytes, or None. Cheap enough to call for every packet."""
+        key = ((proto == "tcp") * 2 + (":" in remote[0]), data[2:])
+        hit = self.memo.get(key)
+        if hit is None:
+            return None
+        t0 = time.perf_counter()
+        if hit.tail is not None:
+            reply = data[:2] + hit.tail
+        else:
+            from labkit.dns.plugins.loadbalance import shuffle
+
+            msg = shuffle(hit.msg.copy())  # type: ignore[union-attr]
+            msg.id = struct.unpack_from("!H", data)[0]
+            reply = to_wire(hit.req, msg)  # type: ignore[arg-type]
+        if hit.hooks:
+            qid = struct.unpack_from("!H", data)[0]
+            for hook in hit.hooks:
+                hook(remote[0], remote[1], qid, t0)
+        return reply
+
+    def _remember(self, req: Request, msg: Msg, reply: bytes, hooks: list[Hook]) -> None:
+        if len(self.memo) >= MEMO_SIZE:
+            self.memo.clear()
+        key = ((req.proto == "tcp") * 2 + (req.family == 2), req.data[2:])
+        if req.shuffle:
+            self.memo[key] = _Memo(None, msg, req, tuple(hooks))
+        else:
+            self.memo[key] = _Memo(reply[2:], None, None, tuple(hooks))
+
+    # ------------------------------------------------------------------------------------------ full path
+
+    async def serve(self, data: bytes, proto: str, remote: tuple[str, int]) -> bytes | None:
+        """Answer one message; None: send nothing. Never raises for bad input."""
+        try:
+            _qid, flags, qd, an, ns, ar = wire.header_counts(data)
+        except FormError:
+            return None
+        if flags & wire.QR:
+            return None  # a response: MsgIgnore
+        if (flags >> 11) & 0xF not in (0, 4):
+            return wire.header_only_reply(data, wire.NOTIMP)
+        if qd != 1 or an > 1 or ns > 1 or ar > 2:
+            return wire.header_only_reply(data, wire.FORMERR)
+        try:
+            q = wire.parse_query(data)
+        except FormError:
+            return wire.header_only_reply(data, wire.FORMERR)
+        req = Request(q, data, proto, remote, self, self.port)
+        hooks: list[Hook] = []
+        generation = self.env.generation
+        try:
+            msg = await self.serve_dns(req, hooks)
+        except Exception as exc:  # CoreDNS recovers from a plugin's panic and answers SERVFAIL
+            self.panics += 1
+            self.env.metrics.panics += 1
+            log.error(f'Recovered from panic in server: "{self.addr}" {exc!r}')
+            msg = error_msg(req, wire.SERVFAIL)
+            req.memo = False
+        if msg is None:
+            return None
+        reply = to_wire(req, msg)
+        if req.memo and generation == self.env.generation:
+            self._remember(req, msg, reply, hooks)
+        return reply
+
+    def route(self, lname: Name) -> BlockConfig | None:
+        """The server block whose zone is the longest suffix of the name."""
+        for i in range(len(lname) + 1):
+            cfg = self.zones.get(lname[i:])
+            if cfg is not None:
+                return cfg
+        return None
+
+    async def serve_dns(self, req: Request, hooks: list[Hook] | None = None) -> Msg | None:
+        """dnsserver.Server.ServeDNS for a parsed request: the message to write, or None."""
+        if req.qclass != wire.CLASS_IN:
+            self.env.metrics.dropped(self.addr, req, wire.REFUSED)
+            req.memo = False
+            return error_msg(req, wire.REFUSED)
+        if req.edns is not None and req.edns.version != 0:
+            req.memo = False
+            return _badvers(req)
+        cfg = self.route(wire.lower(req.qname))
+        if cfg is None or cfg.chain is None:
+            self.env.metrics.dropped(self.addr, req, wire.REFUSED)
+            req.memo = False
+            return error_msg(req, wire.REFUSED)
+        req.hooks = hooks if hooks is not None else []
+        reply = await cfg.chain.serve(req)
+        if reply.msg is None:
+            if client_write(reply.rcode):
+                req.memo = False
+                return None
+            return error_msg(req, reply.rcode)
+        return reply.msg
+
+    async def lookup(self, req: Request, name: Name, qtype: int) -> Msg | None:
+        """plugin/pkg/upstream Lookup: the same request with another question, through this server's chains
+        (so for a CNAME target, `log` shows a line of its own and `forward` relays it)."""
+        sub = req.copy()
+        sub.qname, sub.qtype, sub.qclass = name, qtype, wire.CLASS_IN
+        return await self.serve_dns(sub)
 
 
-def _family(addr: Any) -> int:
-    return 2 if isinstance(addr, tuple) and len(addr) == 4 else 1
+def _badvers(req: Request) -> Msg:
+    """edns.Version: BADVERS (extended rcode 1) with a version-0 OPT of size 0."""
+    m = error_msg(req, 0)
+    m.extra.append(wire.opt_rr(0, 1 << 24, []))
+    m.scrub = False
+    return m
+
+
+# ------------------------------------------------------------------------------------------------ listeners
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: DNSServer) -> None:
-        self.server = server
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        t0 = time.perf_counter()
-        srv = self.server
+        lst = self.listener
+        remote = _remote(addr)
         try:
-            res = srv.handler.cached(data, False) if len(data) >= 12 else None
+            reply = lst.handler.fast(data, "udp", remote) if len(data) >= 12 else None
         except Exception:
-            res = None
-        if res is not None and res.reply is not None:
-            self.transport.sendto(res.reply, addr)  # type: ignore[union-attr]
-            srv.metrics.observe("udp", _family(addr), res.qtype, res.rcode, res.plugin, time.perf_counter() - t0)
+            reply = None
+        if reply is not None:
+            self.transport.sendto(reply, addr)  # type: ignore[union-attr]
             return
-        if srv.pending >= MAX_PENDING:
+        if lst.pending >= MAX_PENDING:
             return
-        srv.pending += 1
-        task = asyncio.ensure_future(self._slow(data, addr, t0))
-        srv.tasks.add(task)
-        task.add_done_callback(srv.tasks.discard)
+        lst.pending += 1
+        task = asyncio.ensure_future(self._slow(data, addr, remote))
+        lst.tasks.add(task)
+        task.add_done_callback(lst.tasks.discard)
 
-    async def _slow(self, data: bytes, addr: Any, t0: float) -> None:
-        srv = self.server
+    async def _slow(self, data: bytes, addr: Any, remote: tuple[str, int]) -> None:
+        lst = self.listener
         try:
-            res = await srv.answer(data, "udp", _family(addr))
-            if res.reply is not None and self.transport is not None and not self.transport.is_closing():
-                self.transport.sendto(res.reply, addr)
-                srv.metrics.observe("udp", _family(addr), res.qtype, res.rcode, res.plugin, time.perf_counter() - t0)
-        except Exception:
-            srv.metrics.panics += 1
-            log.exception("UDP query from %s failed", addr)
+            reply = await lst.handler.serve(data, "udp", remote)
+            if reply is not None and self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(reply, addr)
+        except Exception as exc:
+            log.error(f"UDP query from {remote[0]} failed: {exc!r}")
         finally:
-            srv.pending -= 1
+            lst.pending -= 1
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors about earlier replies: nothing to do
 
 
-class DNSServer:
-    """A running DNS server. Ports set to 0 get an ephemeral port; None disables that listener.
+class Listener:
+    """UDP and TCP on host:port (port 0: an ephemeral port, the same for both)."""
 
-    `handler` is a Handler, or any object with the same `cached(data, tcp)`, `async handle(data, proto, family)`
-    and `ready()` methods (the upstream server uses this).
-    """
-
-    def __init__(
-        self,
-        handler: Handler | Any,
-        host: str = "0.0.0.0",
-        port: int = 53,
-        *,
-        http_host: str | None = None,
-        ready_port: int | None = 8181,
-        health_port: int | None = 8080,
-        metrics_port: int | None = 9153,
-        tcp_idle_timeout: float = 10.0,
-    ) -> None:
+    def __init__(self, handler: Any, host: str = "", port: int = 53, tcp_idle_timeout: float = 10.0) -> None:
         self.handler = handler
         self.host = host
         self.port = port
-        self.http_host = http_host if http_host is not None else host
-        self.ready_port = ready_port
-        self.health_port = health_port
-        self.metrics_port = metrics_port
         self.tcp_idle_timeout = tcp_idle_timeout
-        self.metrics = Metrics(f"dns://:{port}")
         self.pending = 0
         self.tasks: set[asyncio.Future[Any]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
-        self._runners: list[web.AppRunner] = []
-        self.bound: dict[str, int] = {}  # "dns", "ready", "health", "metrics" → actual port
-
-    async def answer(self, data: bytes, proto: str, family: int) -> Result:
-        try:
-            return await self.handler.handle(data, proto, family)
-        except Exception:
-            self.metrics.panics += 1
-            log.exception("query handling failed")
-            return Result(None, 0, wire.SERVFAIL, "")
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket]:
-        """A UDP and a TCP socket bound to the same port. With port 0 the kernel picks the UDP port, which may be
-        taken for TCP by someone else: then try another one."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        host = self.host or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for attempt in range(20):
             udp = socket.socket(family, socket.SOCK_DGRAM)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -203,8 +257,8 @@ class DNSServer:
             tcp = socket.socket(family, socket.SOCK_STREAM)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                udp.bind((self.host, self.port))
-                tcp.bind((self.host, udp.getsockname()[1]))
+                udp.bind((host, self.port))
+                tcp.bind((host, udp.getsockname()[1]))
                 tcp.listen(128)
                 return udp, tcp
             except OSError:
@@ -218,26 +272,9 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         udp, tcp = self._bind_pair()
         self.port = udp.getsockname()[1]
-        self.metrics.server = f"dns://:{self.port}"
         transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp)
         self._udp = transport  # type: ignore[assignment]
         self._tcp = await asyncio.start_server(self._tcp_conn, sock=tcp)
-        self.bound["dns"] = self.port
-        for name, port, path, fn in (
-            ("ready", self.ready_port, "/ready", self._ready),
-            ("health", self.health_port, "/health", self._health),
-            ("metrics", self.metrics_port, "/metrics", self._metrics),
-        ):
-            if port is None:
-                continue
-            app = web.Application()
-            app.router.add_get(path, fn)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, self.http_host, port)
-            await site.start()
-            self._runners.append(runner)
-            self.bound[name] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         if self._udp is not None:
@@ -248,11 +285,8 @@ class DNSServer:
                 await asyncio.wait_for(self._tcp.wait_closed(), 1)
         for t in list(self.tasks):
             t.cancel()
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
 
-    async def __aenter__(self) -> DNSServer:
+    async def __aenter__(self) -> Listener:
         await self.start()
         return self
 
@@ -260,8 +294,7 @@ class DNSServer:
         await self.stop()
 
     async def _tcp_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        family = _family(peer)
+        remote = _remote(writer.get_extra_info("peername"))
         try:
             while True:
                 try:
@@ -270,26 +303,49 @@ class DNSServer:
                     data = await asyncio.wait_for(reader.readexactly(n), self.tcp_idle_timeout)
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
                     return
-                t0 = time.perf_counter()
-                res = await self.answer(data, "tcp", family)
-                if res.reply is None:
+                reply = self.handler.fast(data, "tcp", remote) if len(data) >= 12 else None
+                if reply is None:
+                    reply = await self.handler.serve(data, "tcp", remote)
+                if reply is None:
                     return  # miekg/dns closes the connection on messages it ignores
-                writer.write(struct.pack("!H", len(res.reply)) + res.reply)
+                writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
-                self.metrics.observe("tcp", family, res.qtype, res.rcode, res.plugin, time.perf_counter() - t0)
-        except Exception:
-            self.metrics.panics += 1
-            log.exception("TCP connection from %s failed", peer)
+        except Exception as exc:
+            log.error(f"TCP connection from {remote[0]} failed: {exc!r}")
         finally:
             writer.close()
 
-    async def _ready(self, request: web.Request) -> web.Response:
-        if self.handler.ready():
-            return web.Response(text="OK")
-        return web.Response(status=503, text="kubernetes")
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(text="OK")
+async def exchange(wire_query: bytes, host: str, port: int, tcp: bool) -> bytes:
+    """One DNS exchange over UDP or TCP from this process's network namespace (asyncio)."""
+    loop = asyncio.get_running_loop()
+    if tcp:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(struct.pack("!H", len(wire_query)) + wire_query)
+            await writer.drain()
+            n = struct.unpack("!H", await reader.readexactly(2))[0]
+            return await reader.readexactly(n)
+        finally:
+            writer.close()
+    fut: asyncio.Future[bytes] = loop.create_future()
+    qid = wire_query[:2]
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+    class _Proto(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            if data[:2] == qid and not fut.done():
+                fut.set_result(data)
+
+        def error_received(self, exc: Exception) -> None:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    transport, _ = await loop.create_datagram_endpoint(_Proto, remote_addr=(host, port))
+    try:
+        transport.sendto(wire_query)
+        return await fut
+    finally:
+        transport.close()
+
+
+__all__ = ["Hook", "Listener", "Server", "exchange"]

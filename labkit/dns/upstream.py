@@ -11,7 +11,7 @@ Config format (YAML)::
 
     defaults: true                # keep the built-in zones and add these (optional, default true)
     ttl: 300                      # default TTL for every record (optional, default 300)
-    outside: refused              # names in no zone below: refused | nxdomain | servfail (default refused)
+    outside: nxdomain             # names in no zone below: nxdomain | refused | servfail (default nxdomain)
     reverse: true                 # also answer PTR for every A/AAAA below (default true)
     zones:
       example.net:                # a zone; "@" is its apex
@@ -23,10 +23,17 @@ Config format (YAML)::
         info: {txt: "hello"}      # TXT (a string or a list of strings)
         mixed: {a: [203.0.113.40], aaaa: ["2001:db8::40"], ttl: 60}
 
-Answers: names with data → NOERROR with AA and RA set (it stands in for a recursive resolver, so relayed answers
-show `ra` like in kind); CNAMEs are followed inside the configured data (the chain, then the target's records);
-a name inside a zone without data of the asked type → NODATA, a missing one → NXDOMAIN, both with the zone's SOA;
-names outside every zone → `outside`. No zone transfers (REFUSED), no recursion beyond the configured data.
+Answers are those of the recursive resolver a kind node forwards to (Docker's, then the Internet's), which
+authored none of them: RA set and AA clear on every reply, so `nslookup` prints "Non-authoritative answer".
+- A name with data → NOERROR; CNAMEs are followed inside the configured data (the chain, then the target's
+  records).
+- A name inside a zone without data of the asked type → NODATA, a missing one → NXDOMAIN, both with the zone's
+  SOA in the authority section (as a resolver relays the authoritative server's negative answer).
+- A name in no zone → NXDOMAIN with the root zone's SOA, what a resolver answers for a name whose top-level
+  domain does not exist (`outside: refused | servfail` instead, for exercises on failing upstreams). Reverse
+  names of the private ranges (10/8, 172.16/12, 192.168/16) → NXDOMAIN with the SOA of their AS112 zone
+  (RFC 7534), as public resolvers answer them.
+- No zone transfers (REFUSED), no recursion beyond the configured data.
 """
 
 from __future__ import annotations
@@ -48,11 +55,16 @@ import dns.reversename
 import dns.rrset
 import yaml
 
-from labkit.dns.handler import Result
+# The root zone's SOA as a resolver relays it with an NXDOMAIN (RDATA of the root zone; serial of a day in 2024).
+ROOT_SOA = "a.root-servers.net. nstld.verisign-grs.com. 2024110400 1800 900 604800 86400"
+ROOT_SOA_TTL = 86400
+# AS112 (RFC 7534): the private ranges' reverse zones and the SOA their servers answer with.
+AS112_SOA = "prisoner.iana.org. hostmaster.root-servers.org. 1 604800 60 604800 604800"
+AS112_ZONES = ("10.in-addr.arpa.", "168.192.in-addr.arpa.", *(f"{n}.172.in-addr.arpa." for n in range(16, 32)))
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "ttl": 300,
-    "outside": "refused",
+    "outside": "nxdomain",
     "reverse": True,
     "zones": {
         "example.net": {
@@ -82,12 +94,13 @@ class Zone:
     origin: dns.name.Name
     ttl: int
     nodes: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = field(default_factory=dict)
+    soa_rdata: str = ""  # the zone's SOA RDATA; default: ns.<zone> hostmaster.<zone> ...
+    soa_ttl: int = 0
 
     def soa(self) -> dns.rrset.RRset:
-        return dns.rrset.from_text(
-            self.origin, self.ttl, "IN", "SOA",
-            f"ns.{self.origin} hostmaster.{self.origin} 1 7200 1800 86400 {min(self.ttl, 300)}",
-        )  # fmt: skip
+        rdata = self.soa_rdata or (
+            f"ns.{self.origin} hostmaster.{self.origin} 1 7200 1800 86400 {min(self.ttl, 300)}")
+        return dns.rrset.from_text(self.origin, self.soa_ttl or self.ttl, "IN", "SOA", rdata)
 
 
 class UpstreamData:
@@ -96,9 +109,10 @@ class UpstreamData:
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         cfg = DEFAULT_CONFIG if config is None else config
         self.ttl = int(cfg.get("ttl", 300))
-        self.outside = str(cfg.get("outside", "refused")).lower()
+        self.outside = str(cfg.get("outside", "nxdomain")).lower()
         if self.outside not in ("refused", "nxdomain", "servfail"):
-            raise ValueError(f"outside: {self.outside!r} (refused | nxdomain | servfail)")
+            raise ValueError(f"outside: {self.outside!r} (nxdomain | refused | servfail)")
+        self.root = Zone(dns.name.root, self.ttl, soa_rdata=ROOT_SOA, soa_ttl=ROOT_SOA_TTL)
         self.zones: list[Zone] = []
         for zname, records in (cfg.get("zones") or {}).items():
             zone = Zone(dns.name.from_text(zname), self.ttl)
@@ -108,6 +122,8 @@ class UpstreamData:
             self.zones.append(zone)
         if cfg.get("reverse", True):
             self._add_reverse()
+        for origin in AS112_ZONES:
+            self.zones.append(Zone(dns.name.from_text(origin), self.ttl, soa_rdata=AS112_SOA, soa_ttl=604800))
         self.zones.sort(key=lambda z: len(z.origin), reverse=True)
 
     def _add(self, zone: Zone, owner: dns.name.Name, value: Any) -> None:
@@ -142,22 +158,19 @@ class UpstreamData:
                     raise ValueError(f"{owner}: unknown record kind {kind!r}")
 
     def _add_reverse(self) -> None:
-        rev: dict[dns.name.Name, dns.name.Name] = {}
+        """PTR records for every address, in the reverse zone of its /24 (IPv4) or /64 (IPv6)."""
+        zones: dict[dns.name.Name, Zone] = {}
         for zone in self.zones:
             for owner, node in zone.nodes.items():
                 for t in (dns.rdatatype.A, dns.rdatatype.AAAA):
                     for rd in node.get(t, []):
-                        rev.setdefault(dns.reversename.from_address(rd.address), owner)
-        if not rev:
-            return
-        for origin in ("in-addr.arpa.", "ip6.arpa."):
-            zone = Zone(dns.name.from_text(origin), self.ttl)
-            for rname, target in rev.items():
-                if rname.is_subdomain(zone.origin):
-                    rrset = dns.rrset.from_text(rname, self.ttl, "IN", "PTR", target.to_text())
-                    zone.nodes.setdefault(rname, {})[dns.rdatatype.PTR] = rrset
-            if zone.nodes:
-                self.zones.append(zone)
+                        rname = dns.reversename.from_address(rd.address)
+                        origin = rname.parent() if t == dns.rdatatype.A else rname.split(len(rname) - 16)[1]
+                        rzone = zones.setdefault(origin, Zone(origin, self.ttl))
+                        if rname not in rzone.nodes:
+                            rrset = dns.rrset.from_text(rname, self.ttl, "IN", "PTR", owner.to_text())
+                            rzone.nodes[rname] = {dns.rdatatype.PTR: rrset}
+        self.zones.extend(zones.values())
 
     def zone_for(self, name: dns.name.Name) -> Zone | None:
         for z in self.zones:
@@ -201,25 +214,27 @@ def load_config(path: str | Path | None) -> UpstreamData:
 
 
 class UpstreamHandler:
-    """DNSServer handler answering from UpstreamData."""
+    """The handler of a server.Listener answering from UpstreamData."""
 
     def __init__(self, data: UpstreamData) -> None:
         self.data = data
 
-    def ready(self) -> bool:
-        return True
-
-    def cached(self, data: bytes, tcp: bool) -> Result | None:
+    def fast(self, data: bytes, proto: str, remote: tuple[str, int]) -> bytes | None:
         return None
 
-    async def handle(self, data: bytes, proto: str = "udp", family: int = 1) -> Result:
+    async def serve(self, data: bytes, proto: str = "udp", remote: tuple[str, int] = ("", 0)) -> bytes | None:
+        return self.answer(data, proto)
+
+    def answer(self, data: bytes, proto: str = "udp") -> bytes | None:
+        """The reply to one query (None: malformed, or not a query)."""
         try:
             q = dns.message.from_wire(data)
         except Exception:
-            return Result(None, 0, dns.rcode.FORMERR, "")
+            return None
         if q.flags & dns.flags.QR or len(q.question) != 1:
-            return Result(None, 0, dns.rcode.FORMERR, "")
-        r = dns.message.make_response(q, our_payload=max(512, q.payload) if q.edns >= 0 else 1232)
+            return None
+        # A resolver advertises its own EDNS buffer size (1232, the DNS Flag Day 2020 value).
+        r = dns.message.make_response(q, our_payload=1232)
         r.flags |= dns.flags.RA
         question = q.question[0]
         qtype = question.rdtype
@@ -232,24 +247,25 @@ class UpstreamHandler:
                 self._answer(r, question.name, qtype)
             except Exception:
                 r = dns.message.make_response(q)
+                r.flags |= dns.flags.RA
                 r.set_rcode(dns.rcode.SERVFAIL)
         size = 65535 if proto == "tcp" else (max(512, q.payload) if q.edns >= 0 else 512)
         try:
-            reply = r.to_wire(max_size=size)
+            return r.to_wire(max_size=size)
         except dns.exception.TooBig:
             r.answer, r.authority, r.additional = [], [], []
             r.flags |= dns.flags.TC
-            reply = r.to_wire()
-        return Result(reply, qtype, r.rcode(), "upstream")
+            return r.to_wire()
 
     def _answer(self, r: dns.message.Message, qname: dns.name.Name, qtype: int) -> None:
         zone = self.data.zone_for(qname)
         if zone is None:
-            r.set_rcode(
-                {"refused": dns.rcode.REFUSED, "nxdomain": dns.rcode.NXDOMAIN, "servfail": dns.rcode.SERVFAIL}[
-                    self.data.outside
-                ]
-            )
+            outside = self.data.outside
+            if outside == "nxdomain":
+                r.set_rcode(dns.rcode.NXDOMAIN)
+                r.authority.append(self.data.root.soa())
+            else:
+                r.set_rcode(dns.rcode.REFUSED if outside == "refused" else dns.rcode.SERVFAIL)
             return
         name = qname
         for _ in range(10):
@@ -257,10 +273,8 @@ class UpstreamHandler:
             if node is None:
                 if name == qname:
                     r.set_rcode(dns.rcode.NXDOMAIN)
-                    r.flags |= dns.flags.AA
                     r.authority.append(zone.soa())
                 return  # a CNAME pointing nowhere known: the chain so far
-            r.flags |= dns.flags.AA
             if qtype in node:
                 rrset = node[qtype].copy()
                 if name == qname:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 Name = tuple[bytes, ...]  # labels without the root label, e.g. (b"nginx", b"default", b"svc", b"cluster", b"local")
 
 # RR types and classes the server deals with by number.
-A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT, IXFR, AXFR, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41, 251, 252, 255
+A, NS, CNAME, SOA, PTR, HINFO, MX, TXT, AAAA, SRV, OPT, IXFR, AXFR, ANY = (
+    1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 41, 251, 252, 255)
 CLASS_IN = 1
 
 # Header flag bits.
@@ -62,7 +63,8 @@ class RR:
     """One resource record.
 
     rdata depends on rtype: A/AAAA → packed address bytes; CNAME/PTR/NS → Name; SRV → (prio, weight, port, Name);
-    SOA → (mname, rname, serial, refresh, retry, expire, minimum); anything else → raw rdata bytes (uncompressible).
+    MX → (preference, Name); SOA → (mname, rname, serial, refresh, retry, expire, minimum); anything else → raw
+    rdata bytes (uncompressible).
     """
 
     name: Name
@@ -99,10 +101,14 @@ def write_rr(out: bytearray, rr: RR, comp: dict[Name, int] | None) -> None:
     rd = rr.rdata
     if t in (CNAME, PTR, NS):
         _write_name(out, rd, comp)  # type: ignore[arg-type]
-    elif t == SRV:
-        prio, weight, port, target = rd  # type: ignore[misc]
+    elif t == SRV and isinstance(rd, tuple):
+        prio, weight, port, target = rd
         out += struct.pack("!HHH", prio, weight, port)
         _write_name(out, target, None)
+    elif t == MX and isinstance(rd, tuple):
+        pref, exchange = rd
+        out += struct.pack("!H", pref)
+        _write_name(out, exchange, comp)
     elif t == SOA:
         mname, rname, serial, refresh, retry, expire, minimum = rd  # type: ignore[misc]
         _write_name(out, mname, comp)

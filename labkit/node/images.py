@@ -171,10 +171,9 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
     if repo in TOOLBOX_REPOS or any(repo.endswith("/" + t) for t in TOOLBOX_REPOS):
         return toolbox(toolbox_command(repo, command, args))
     if repo.endswith("coredns"):
-        # CoreDNS's own flags (`-conf /etc/coredns/Corefile`) name kind's Corefile, which labkit.dns serve
-        # implements built in; only labkit.dns's `--flag`s are passed on.
-        own = [a for a in command[1:] + args if a.startswith("--")]
-        return Workload("exec", {"argv": runtime_argv("labkit.dns", ["serve", *own])})
+        # The image's entrypoint is /coredns: its flags (`-conf /etc/coredns/Corefile`, ...) go to labkit's.
+        flags = command[1:] + args if command else args
+        return Workload("exec", {"argv": runtime_argv("labkit.dns", ["serve", *flags])})
     return ImageError(image, f'Failed to pull image "{image}": the embedded labkit node cannot pull images. '
                              f"It runs these built-in images: {SUPPORTED}")
 

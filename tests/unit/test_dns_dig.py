@@ -13,10 +13,8 @@ import pytest
 from labkit.dns import dig as digmod
 from labkit.dns import fixtures as f
 from labkit.dns.dig import LocalTransport, dig, dig_main, parse_resolv_conf, resolve, search_candidates
-from labkit.dns.handler import Handler
 from labkit.dns.index import ClusterIndex
-from labkit.dns.records import Lookup
-from labkit.dns.server import DNSServer
+from labkit.dns.testing import LocalCoreDNS, kind_corefile
 
 POD_RESOLV = "nameserver 127.0.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
 
@@ -60,7 +58,7 @@ def server_port():
 
     def run() -> None:
         loop = asyncio.new_event_loop()
-        srv = DNSServer(Handler(Lookup(idx)), "127.0.0.1", 0, ready_port=None, health_port=None, metrics_port=None)
+        srv = LocalCoreDNS(kind_corefile(upstream=None), idx)
         loop.run_until_complete(srv.start())
         holder.update(loop=loop, srv=srv)
         ready.set()

@@ -1,4 +1,5 @@
-"""Record rules of the cluster DNS (dns-rules.md §2–§6), through Handler.handle() without sockets."""
+"""Record rules of the cluster DNS (dns-rules.md §2–§6): the `kubernetes` plugin in kind's Corefile (no `forward`),
+through the server without sockets."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import pytest
 
 from labkit.dns import fixtures as f
 from labkit.dns import wire
-from labkit.dns.handler import Handler
 from labkit.dns.index import ClusterIndex
-from labkit.dns.records import Lookup
+from labkit.dns.testing import LocalCoreDNS, kind_corefile
 
 Z = "cluster.local."
 
@@ -79,17 +79,28 @@ def index() -> ClusterIndex:
     return idx
 
 
+def corefile(kubernetes_options: str = "pods insecure\n       ttl 30") -> str:
+    """kind's Corefile without `forward` (reverse misses then end the chain: SERVFAIL) and without `cache` (which
+    caps every TTL at 30 s and keeps the first spelling of names it stores: test_dns_plugins.py), with other
+    kubernetes options."""
+    text = kind_corefile(upstream=None)
+    text = text[: text.index("    cache 30")] + text[text.index("    loop"):]
+    return text.replace("pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30",
+                        kubernetes_options + "\n       fallthrough in-addr.arpa ip6.arpa")
+
+
 @pytest.fixture
-def handler(index: ClusterIndex) -> Handler:
-    return Handler(Lookup(index, ttl=30, ns_ips=["10.244.0.3"]), loadbalance=True)
+async def handler(index: ClusterIndex):
+    async with LocalCoreDNS(corefile(), index, local_ips=["10.244.0.3"]) as dnsd:
+        yield dnsd
 
 
-async def ask(h: Handler, name: str, rdtype: str | int = "A", *, edns: bool = False, tcp: bool = False,
+async def ask(h: LocalCoreDNS, name: str, rdtype: str | int = "A", *, edns: bool = False, tcp: bool = False,
               wire_query: bytes | None = None, **kw) -> dns.message.Message:
     q = dns.message.make_query(name, rdtype, use_edns=0 if edns else None, **kw)
-    res = await h.handle(wire_query or q.to_wire(), "tcp" if tcp else "udp")
-    assert res.reply is not None
-    return dns.message.from_wire(res.reply)
+    reply = await h.handle(wire_query or q.to_wire(), "tcp" if tcp else "udp")
+    assert reply is not None
+    return dns.message.from_wire(reply)
 
 
 def rdatas(m: dns.message.Message, section: str = "answer", rdtype: str | None = None) -> list[str]:
@@ -111,7 +122,7 @@ def is_nxdomain(m: dns.message.Message) -> bool:
 # ------------------------------------------------------------------------------------------ the article
 
 
-async def test_article_queries(handler: Handler) -> None:
+async def test_article_queries(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "nginx.default.svc.cluster.local.")
     assert rdatas(m) == ["10.102.97.154"] and m.answer[0].ttl == 30
     assert m.flags & dns.flags.AA and m.flags & dns.flags.RD and not m.flags & dns.flags.RA
@@ -149,19 +160,23 @@ async def test_article_queries(handler: Handler) -> None:
         ("empty.lab.svc.cluster.local.", "data"),  # ClusterIP without endpoints still answers
     ],
 )
-async def test_nxdomain_vs_nodata(handler: Handler, name: str, expect: str) -> None:
+async def test_nxdomain_vs_nodata(handler: LocalCoreDNS, name: str, expect: str) -> None:
     m = await ask(handler, name)
     assert {"nodata": is_nodata, "nxdomain": is_nxdomain, "data": lambda m: bool(m.answer)}[expect](m), m
     assert m.flags & dns.flags.AA
 
 
-async def test_headless_family_mismatch_is_nodata(handler: Handler) -> None:
+async def test_headless_family_mismatch_is_nodata(handler: LocalCoreDNS) -> None:
     assert is_nodata(await ask(handler, "nginx.headless.svc.cluster.local.", "AAAA"))
     assert rdatas(await ask(handler, "hdls1.testns.svc.cluster.local.", "AAAA")) == ["5678:abcd::1"]
 
 
 async def test_soa_record_and_ttl(index: ClusterIndex) -> None:
-    h = Handler(Lookup(index, ttl=3600))
+    async with LocalCoreDNS(corefile("pods insecure\n       ttl 3600"), index) as h:
+        await _soa_record_and_ttl(h)
+
+
+async def _soa_record_and_ttl(h: LocalCoreDNS) -> None:
     m = await ask(h, "cluster.local.", "SOA")
     soa = m.answer[0]
     assert soa.ttl == 300
@@ -175,13 +190,13 @@ async def test_soa_record_and_ttl(index: ClusterIndex) -> None:
 # ------------------------------------------------------------------------------------------ ClusterIP, endpoints
 
 
-async def test_clusterip_and_dual_stack(handler: Handler) -> None:
+async def test_clusterip_and_dual_stack(handler: LocalCoreDNS) -> None:
     assert rdatas(await ask(handler, "dual.lab.svc.cluster.local.")) == ["10.96.5.7"]
     assert rdatas(await ask(handler, "dual.lab.svc.cluster.local.", "AAAA")) == ["fd00:10:96::7"]
     assert rdatas(await ask(handler, "web.lab.svc.cluster.local.")) == ["10.96.5.5"]
 
 
-async def test_endpoint_names(handler: Handler) -> None:
+async def test_endpoint_names(handler: LocalCoreDNS) -> None:
     assert rdatas(await ask(handler, "10-244-1-10.web.lab.svc.cluster.local.")) == ["10.244.1.10"]
     assert rdatas(await ask(handler, "10-244-1-12.web.lab.svc.cluster.local.")) == ["10.244.1.12"]  # unknown = ready
     assert rdatas(await ask(handler, "dup-name.hdls1.testns.svc.cluster.local.")) == ["172.0.0.4", "172.0.0.5"]
@@ -194,7 +209,7 @@ async def test_endpoint_names(handler: Handler) -> None:
     assert rdatas(await ask(handler, "10-244-3-1.db-all.lab.svc.cluster.local.")) == ["10.244.3.1"]
 
 
-async def test_headless_dedups_addresses(handler: Handler) -> None:
+async def test_headless_dedups_addresses(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "hdls1.testns.svc.cluster.local.")
     assert rdatas(m) == ["172.0.0.2", "172.0.0.3", "172.0.0.4", "172.0.0.5"]
 
@@ -202,7 +217,7 @@ async def test_headless_dedups_addresses(handler: Handler) -> None:
 # ------------------------------------------------------------------------------------------ SRV
 
 
-async def test_srv_weights_and_additional(handler: Handler) -> None:
+async def test_srv_weights_and_additional(handler: LocalCoreDNS) -> None:
     # 6 candidates (172.0.0.2 twice, in two slices) → weight floor(100/6) = 16; 4 SRVs after de-duplication
     m = await ask(handler, "hdls1.testns.svc.cluster.local.", "SRV")
     srvs = rdatas(m)
@@ -219,7 +234,7 @@ async def test_srv_weights_and_additional(handler: Handler) -> None:
     assert rdatas(m, "additional") == ["10.96.5.7", "fd00:10:96::7"]
 
 
-async def test_srv_named_ports(handler: Handler) -> None:
+async def test_srv_named_ports(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "_https._tcp.kubernetes.default.svc.cluster.local.", "SRV")
     assert rdatas(m) == ["0 100 443 kubernetes.default.svc.cluster.local."]  # service port, not 6443
     assert rdatas(await ask(handler, "http.tcp.web.lab.svc.cluster.local.", "SRV")) == [
@@ -236,7 +251,7 @@ async def test_srv_named_ports(handler: Handler) -> None:
     assert rdatas(m) == ["0 100 5432 db-1.db.lab.svc.cluster.local."]
 
 
-async def test_srv_on_externalname(handler: Handler) -> None:
+async def test_srv_on_externalname(handler: LocalCoreDNS) -> None:
     assert is_nodata(await ask(handler, "ext.lab.svc.cluster.local.", "SRV"))
     assert is_nxdomain(await ask(handler, "_http._tcp.ext.lab.svc.cluster.local.", "SRV"))
 
@@ -244,7 +259,7 @@ async def test_srv_on_externalname(handler: Handler) -> None:
 # ------------------------------------------------------------------------------------------ PTR
 
 
-async def test_ptr(handler: Handler) -> None:
+async def test_ptr(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "5.5.96.10.in-addr.arpa.", "PTR")
     assert rdatas(m) == ["web.lab.svc.cluster.local."]
     m = await ask(handler, "10.1.244.10.in-addr.arpa.", "PTR")
@@ -257,14 +272,14 @@ async def test_ptr(handler: Handler) -> None:
     assert m.answer[0].name.to_text() == "5.5.96.10.IN-ADDR.ARPA."
 
 
-async def test_ptr_miss_without_upstream_is_servfail(handler: Handler) -> None:
+async def test_ptr_miss_without_upstream_is_servfail(handler: LocalCoreDNS) -> None:
     # Reverse misses fall through to forward; with no upstream the forward stage fails.
     for name in ("11.1.244.10.in-addr.arpa.", "1.244.10.in-addr.arpa.", "9.9.244.10.in-addr.arpa."):
         m = await ask(handler, name, "PTR")
         assert m.rcode() == dns.rcode.SERVFAIL and not m.flags & dns.flags.AA
 
 
-async def test_ptr_inside_cluster_zone(handler: Handler) -> None:
+async def test_ptr_inside_cluster_zone(handler: LocalCoreDNS) -> None:
     assert is_nodata(await ask(handler, "web.lab.svc.cluster.local.", "PTR"))
     assert is_nxdomain(await ask(handler, "nope.lab.svc.cluster.local.", "PTR"))
 
@@ -272,7 +287,7 @@ async def test_ptr_inside_cluster_zone(handler: Handler) -> None:
 # ------------------------------------------------------------------------------------------ ExternalName
 
 
-async def test_externalname_in_zone_chase(handler: Handler) -> None:
+async def test_externalname_in_zone_chase(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "alias.lab.svc.cluster.local.")
     assert [dns.rdatatype.to_text(r.rdtype) for r in m.answer] == ["CNAME", "A"]
     assert rdatas(m) == ["10.96.5.5", "web.lab.svc.cluster.local."]
@@ -282,7 +297,7 @@ async def test_externalname_in_zone_chase(handler: Handler) -> None:
         "nope.lab.svc.cluster.local."]
 
 
-async def test_externalname_rules(handler: Handler) -> None:
+async def test_externalname_rules(handler: LocalCoreDNS) -> None:
     for t in ("A", "CNAME", "TXT"):
         assert is_nxdomain(await ask(handler, "ipname.lab.svc.cluster.local.", t))
     assert is_nxdomain(await ask(handler, "x.ext.lab.svc.cluster.local."))
@@ -292,7 +307,7 @@ async def test_externalname_rules(handler: Handler) -> None:
 # ------------------------------------------------------------------------------------------ pods, TXT, NS, others
 
 
-async def test_pods_insecure(handler: Handler) -> None:
+async def test_pods_insecure(handler: LocalCoreDNS) -> None:
     assert rdatas(await ask(handler, "10-244-7-7.lab.pod.cluster.local.")) == ["10.244.7.7"]
     assert is_nodata(await ask(handler, "10-244-7-7.lab.pod.cluster.local.", "AAAA"))
     assert rdatas(await ask(handler, "fd00-10-244--5.lab.pod.cluster.local.", "AAAA")) == ["fd00:10:244::5"]
@@ -303,16 +318,16 @@ async def test_pods_insecure(handler: Handler) -> None:
 
 async def test_pods_verified_and_disabled(index: ClusterIndex) -> None:
     index.load([f.pod("p", "lab", "10.244.7.8")])
-    verified = Handler(Lookup(index, pods="verified"))
-    assert rdatas(await ask(verified, "10-244-7-8.lab.pod.cluster.local.")) == ["10.244.7.8"]
-    assert is_nxdomain(await ask(verified, "10-244-7-9.lab.pod.cluster.local."))
-    disabled = Handler(Lookup(index, pods="disabled"))
-    assert is_nxdomain(await ask(disabled, "10-244-7-8.lab.pod.cluster.local."))
-    assert is_nxdomain(await ask(disabled, "lab.pod.cluster.local."))
-    assert is_nodata(await ask(disabled, "pod.cluster.local."))
+    async with LocalCoreDNS(corefile("pods verified"), index) as verified:
+        assert rdatas(await ask(verified, "10-244-7-8.lab.pod.cluster.local.")) == ["10.244.7.8"]
+        assert is_nxdomain(await ask(verified, "10-244-7-9.lab.pod.cluster.local."))
+    async with LocalCoreDNS(corefile("pods disabled"), index) as disabled:
+        assert is_nxdomain(await ask(disabled, "10-244-7-8.lab.pod.cluster.local."))
+        assert is_nxdomain(await ask(disabled, "lab.pod.cluster.local."))
+        assert is_nodata(await ask(disabled, "pod.cluster.local."))
 
 
-async def test_txt(handler: Handler) -> None:
+async def test_txt(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "DNS-Version.cluster.local.", "TXT")
     assert rdatas(m) == ['"1.1.0"'] and m.answer[0].ttl == 28800
     assert m.answer[0].name.to_text() == "DNS-Version.cluster.local."
@@ -322,7 +337,7 @@ async def test_txt(handler: Handler) -> None:
         assert is_nxdomain(await ask(handler, name, "TXT")), name
 
 
-async def test_ns_and_ns_dns(handler: Handler) -> None:
+async def test_ns_and_ns_dns(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "cluster.local.", "NS")
     assert rdatas(m) == ["kube-dns.kube-system.svc.cluster.local."]
     assert rdatas(m, "additional") == ["10.96.0.10"]
@@ -333,18 +348,18 @@ async def test_ns_and_ns_dns(handler: Handler) -> None:
 
 
 async def test_ns_standalone(index: ClusterIndex) -> None:
-    h = Handler(Lookup(index, ns_ips=["10.244.0.99"]))
-    m = await ask(h, "cluster.local.", "NS")
+    async with LocalCoreDNS(corefile(), index, local_ips=["10.244.0.99"]) as h:
+        m = await ask(h, "cluster.local.", "NS")
     assert rdatas(m) == ["ns.dns.cluster.local."] and rdatas(m, "additional") == ["10.244.0.99"]
 
 
 @pytest.mark.parametrize("rdtype", ["MX", "ANY", "HINFO", "CAA", "HTTPS", "CNAME"])
-async def test_other_types(handler: Handler, rdtype: str) -> None:
+async def test_other_types(handler: LocalCoreDNS, rdtype: str) -> None:
     assert is_nodata(await ask(handler, "web.lab.svc.cluster.local.", rdtype))
     assert is_nxdomain(await ask(handler, "nope.lab.svc.cluster.local.", rdtype))
 
 
-async def test_axfr_refused(handler: Handler) -> None:
+async def test_axfr_refused(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "cluster.local.", "AXFR", tcp=True)
     assert m.rcode() == dns.rcode.REFUSED and not m.flags & dns.flags.AA and not m.answer and not m.authority
 
@@ -352,7 +367,7 @@ async def test_axfr_refused(handler: Handler) -> None:
 # ------------------------------------------------------------------------------------------ message level
 
 
-async def test_case_is_echoed_uncompressed(handler: Handler) -> None:
+async def test_case_is_echoed_uncompressed(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "Db.LaB.sVc.ClUsTeR.lOcAl.", "SRV")
     assert m.answer[0].name.to_text() == "Db.LaB.sVc.ClUsTeR.lOcAl."
     # targets: object parts lower case, zone as queried; additional owners keep that spelling on the wire
@@ -369,7 +384,7 @@ async def test_case_is_echoed_uncompressed(handler: Handler) -> None:
     assert rdatas(m) == ["web.lab.svc.cluster.local."]
 
 
-async def test_edns_echo(handler: Handler) -> None:
+async def test_edns_echo(handler: LocalCoreDNS) -> None:
     cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")
     other = dns.edns.GenericOption(65001, b"xx")
     m = await ask(handler, "web.lab.svc.cluster.local.", edns=True, payload=1400, want_dnssec=True,
@@ -380,41 +395,40 @@ async def test_edns_echo(handler: Handler) -> None:
     assert m.edns == -1
 
 
-async def test_flags_rd_cd_copied(handler: Handler) -> None:
+async def test_flags_rd_cd_copied(handler: LocalCoreDNS) -> None:
     q = dns.message.make_query("web.lab.svc.cluster.local.", "A")
     q.flags = dns.flags.CD
     m = await ask(handler, "", wire_query=q.to_wire())
     assert m.flags & dns.flags.CD and not m.flags & dns.flags.RD and m.flags & dns.flags.AA
 
 
-async def test_malformed_and_rejected(handler: Handler) -> None:
+async def test_malformed_and_rejected(handler: LocalCoreDNS) -> None:
     q = dns.message.make_query("web.lab.svc.cluster.local.", "A")
     good = q.to_wire()
     # QDCOUNT 0 and 2 → FORMERR with empty sections
     for qd in (0, 2):
-        res = await handler.handle(good[:4] + qd.to_bytes(2, "big") + good[6:])
-        m = dns.message.from_wire(res.reply)
+        m = dns.message.from_wire(await handler.handle(good[:4] + qd.to_bytes(2, "big") + good[6:]))
         assert m.rcode() == dns.rcode.FORMERR and not m.question and m.id == q.id
     # opcode STATUS → NOTIMP
     q2 = dns.message.make_query("web.lab.svc.cluster.local.", "A")
     q2.set_opcode(dns.opcode.STATUS)
-    m = dns.message.from_wire((await handler.handle(q2.to_wire())).reply)
+    m = dns.message.from_wire(await handler.handle(q2.to_wire()))
     assert m.rcode() == dns.rcode.NOTIMP and m.opcode() == dns.opcode.STATUS
     # truncated question → FORMERR; a response (QR) or under 12 bytes → no reply
-    assert dns.message.from_wire((await handler.handle(good[:-3])).reply).rcode() == dns.rcode.FORMERR
-    assert (await handler.handle(good[:2] + bytes([good[2] | 0x80]) + good[3:])).reply is None
-    assert (await handler.handle(b"\x00\x01\x02")).reply is None
+    assert dns.message.from_wire(await handler.handle(good[:-3])).rcode() == dns.rcode.FORMERR
+    assert await handler.handle(good[:2] + bytes([good[2] | 0x80]) + good[3:]) is None
+    assert await handler.handle(b"\x00\x01\x02") is None
     # class CH → REFUSED, question kept
     m = await ask(handler, "web.lab.svc.cluster.local.", "A", rdclass="CH")
     assert m.rcode() == dns.rcode.REFUSED and m.question
     # EDNS version 1 → BADVERS
     m = await ask(handler, "web.lab.svc.cluster.local.", edns=True)
     q3 = dns.message.make_query("web.lab.svc.cluster.local.", "A", use_edns=1)
-    m = dns.message.from_wire((await handler.handle(q3.to_wire())).reply)
+    m = dns.message.from_wire(await handler.handle(q3.to_wire()))
     assert m.rcode() == dns.rcode.BADVERS
 
 
-async def test_truncation_lab_trunc_01(handler: Handler) -> None:
+async def test_truncation_lab_trunc_01(handler: LocalCoreDNS) -> None:
     m = await ask(handler, "big.lab.svc.cluster.local.")
     assert len(rdatas(m)) == 29 and m.flags & dns.flags.TC
     m = await ask(handler, "big.lab.svc.cluster.local.", edns=True, payload=1232)
@@ -431,7 +445,7 @@ async def test_tc_when_only_additional_dropped() -> None:
     assert m.flags & dns.flags.TC and len(m.answer[0]) == 29 and not m.additional
 
 
-async def test_loadbalance_shuffles(handler: Handler) -> None:
+async def test_loadbalance_shuffles(handler: LocalCoreDNS) -> None:
     orders = set()
     for _ in range(30):
         m = await ask(handler, "hdls1.testns.svc.cluster.local.")
@@ -442,15 +456,18 @@ async def test_loadbalance_shuffles(handler: Handler) -> None:
 async def test_not_synced_is_servfail_for_name_errors() -> None:
     idx = ClusterIndex()
     idx.load([f.namespace("default"), f.service("a", "default", cluster_ips=["10.96.0.20"])])
-    h = Handler(Lookup(idx))
-    m = await ask(h, "b.default.svc.cluster.local.")
-    assert m.rcode() == dns.rcode.SERVFAIL and m.flags & dns.flags.AA and m.authority
-    assert rdatas(await ask(h, "a.default.svc.cluster.local.")) == ["10.96.0.20"]
     idx.set_synced()
-    assert is_nxdomain(await ask(h, "b.default.svc.cluster.local."))
+    async with LocalCoreDNS(corefile(), idx) as h:
+        assert is_nxdomain(await ask(h, "b.default.svc.cluster.local."))
+        idx.set_synced(False)  # e.g. informers relisting
+        m = await ask(h, "b.default.svc.cluster.local.")
+        assert m.rcode() == dns.rcode.SERVFAIL and m.flags & dns.flags.AA and m.authority
+        assert rdatas(await ask(h, "a.default.svc.cluster.local.")) == ["10.96.0.20"]
+        idx.set_synced()
+        assert is_nxdomain(await ask(h, "b.default.svc.cluster.local."))
 
 
-async def test_index_updates_invalidate_cache(handler: Handler, index: ClusterIndex) -> None:
+async def test_index_updates_invalidate_cache(handler: LocalCoreDNS, index: ClusterIndex) -> None:
     assert rdatas(await ask(handler, "web.lab.svc.cluster.local.")) == ["10.96.5.5"]
     index.on_service("MODIFIED", f.service("web", "lab", cluster_ips=["10.96.5.50"], ports=[{"port": 80}]))
     assert rdatas(await ask(handler, "web.lab.svc.cluster.local.")) == ["10.96.5.50"]
@@ -474,11 +491,12 @@ def test_index_ignores_unserved_changes(index: ClusterIndex) -> None:
 
 
 async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`serve`'s informer wiring with a fake client: the four resources land in the index, then it is synced."""
+    """The kubernetes plugin's informer wiring with a fake client: the four resources land in the index (with the
+    `labels` selector on services and slices), then it is synced."""
     import asyncio
 
     import labkit.client
-    from labkit.dns.__main__ import run_informers
+    from labkit.dns.plugins.kubernetes import KubeSource, SourceKey, run_informers
 
     objects = {"namespaces": [f.namespace("default")], "pods": [],
                "services": [f.service("a", "default", cluster_ips=["10.96.0.20"])], "endpointslices": []}
@@ -487,15 +505,18 @@ async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) ->
         closed = False
 
         @classmethod
-        def in_cluster(cls) -> FakeClient:
+        def in_cluster(cls, **kw: object) -> FakeClient:
             return cls()
 
         async def close(self) -> None:
             FakeClient.closed = True
 
+    selectors: dict[str, str | None] = {}
+
     class FakeInformer:
-        def __init__(self, client: FakeClient, resource: str) -> None:
+        def __init__(self, client: FakeClient, resource: str, label_selector: str | None = None) -> None:
             self.resource, self.handlers, self.synced = resource, [], asyncio.Event()
+            selectors[resource] = label_selector
 
         def add_handler(self, fn) -> None:
             self.handlers.append(fn)
@@ -513,12 +534,13 @@ async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(labkit.client, "Client", FakeClient)
     monkeypatch.setattr(labkit.client, "Informer", FakeInformer)
     idx = ClusterIndex()
-    task = asyncio.create_task(run_informers(idx, None))
+    task = asyncio.create_task(run_informers(KubeSource(SourceKey(labels="app=web"), idx)))
     for _ in range(100):
         if idx.synced:
             break
         await asyncio.sleep(0.01)
     assert idx.synced and idx.service("default", "a") is not None and idx.namespace_exists("default")
+    assert selectors == {"namespaces": None, "services": "app=web", "endpointslices": "app=web", "pods": None}
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

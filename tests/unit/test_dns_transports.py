@@ -17,10 +17,8 @@ from labkit.dns import dig as digmod
 from labkit.dns import fixtures as f
 from labkit.dns import transports
 from labkit.dns.dig import LocalTransport, dig, dig_main, resolve
-from labkit.dns.handler import Handler
 from labkit.dns.index import ClusterIndex
-from labkit.dns.records import Lookup
-from labkit.dns.server import DNSServer
+from labkit.dns.testing import LocalCoreDNS, kind_corefile
 from labkit.netns import CLONE_NEWNET, setns
 from labkit.node.names import Names
 
@@ -61,8 +59,7 @@ class ServerInNetns:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            server = DNSServer(Handler(Lookup(index)), "127.0.0.1", 0, ready_port=None, health_port=None,
-                               metrics_port=None)
+            server = LocalCoreDNS(kind_corefile(upstream=None), index)
             await server.start()
             self.port = server.port
             self._ready.set()

@@ -70,8 +70,11 @@ def test_toolbox_commands():
 
 def test_coredns_runs_labkit_dns():
     wl = resolve_image("registry.k8s.io/coredns/coredns:v1.11.1", None, ["-conf", "/etc/coredns/Corefile"])
-    # CoreDNS's `-conf` names kind's Corefile, which labkit.dns serve has built in (and does not accept).
-    assert wl == Workload("exec", {"argv": ["/opt/labkit/bin/python3", "-m", "labkit.dns", "serve"]}) and wl.runtime
+    # CoreDNS's flags go to labkit's coredns, which reads the Corefile the ConfigMap volume holds.
+    assert wl == Workload("exec", {"argv": ["/opt/labkit/bin/python3", "-m", "labkit.dns", "serve", "-conf",
+                                            "/etc/coredns/Corefile"]}) and wl.runtime
+    wl = resolve_image("coredns/coredns:1.9.0", ["/coredns"], ["-conf", "/etc/coredns/Corefile", "-quiet"])
+    assert wl.spec["argv"][-3:] == ["-conf", "/etc/coredns/Corefile", "-quiet"]
 
 
 def test_unknown_image_is_an_image_error_listing_what_runs():
