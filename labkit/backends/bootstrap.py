@@ -75,8 +75,11 @@ def node_status(ready: bool, reason: str, message: str, now: str) -> dict:
 
 
 def kube_dns() -> list[dict]:
-    """Service `kube-system/kube-dns` and the `coredns` Deployment, as kubeadm installs them."""
+    """The `coredns` ConfigMap (kind's Corefile), Service `kube-system/kube-dns` and the `coredns` Deployment,
+    as kubeadm installs them (cmd/kubeadm/app/phases/addons/dns/manifests.go)."""
     labels = {"k8s-app": "kube-dns"}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"},
+              "data": {"Corefile": COREFILE}}
     service = {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kube-dns", "namespace": "kube-system",
@@ -101,9 +104,14 @@ def kube_dns() -> list[dict]:
                     "serviceAccountName": "coredns",
                     "containers": [{
                         "name": "coredns", "image": COREDNS_IMAGE, "args": ["-conf", "/etc/coredns/Corefile"],
+                        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": True}],
                         "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
                                   {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
-                                  {"containerPort": 9153, "name": "metrics", "protocol": "TCP"}],
+                                  {"containerPort": 9153, "name": "metrics", "protocol": "TCP"},
+                                  {"containerPort": 8080, "name": "liveness-probe", "protocol": "TCP"},
+                                  {"containerPort": 8181, "name": "readiness-probe", "protocol": "TCP"}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}},
                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
                                            "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
                                            "failureThreshold": 3},
@@ -112,11 +120,13 @@ def kube_dns() -> list[dict]:
                                           "failureThreshold": 5},
                         "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
                     }],
+                    "volumes": [{"name": "config-volume", "configMap": {
+                        "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}],
                 },
             },
         },
     }
-    return [service, deployment]
+    return [config, service, deployment]
 
 
 async def ensure_objects(client: Client, proxy_mode: str = "ipvs") -> None:
@@ -130,4 +140,6 @@ async def ensure_objects(client: Client, proxy_mode: str = "ipvs") -> None:
 
     coredns_sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns",
                                                                             "namespace": "kube-system"}}
-    await asyncio.gather(*(ensure(obj) for obj in [node(), coredns_sa, *kube_dns(), *kube_proxy.objects(proxy_mode)]))
+    config, *dns_objects = kube_dns()
+    await asyncio.gather(ensure(coredns_sa), ensure(config))  # before the pods that mount the Corefile
+    await asyncio.gather(*(ensure(obj) for obj in [node(), *dns_objects, *kube_proxy.objects(proxy_mode)]))

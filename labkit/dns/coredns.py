@@ -410,8 +410,7 @@ class CoreDNS:
             except CorefileError as exc:
                 rlog.error(f"Corefile changed but reload failed: {exc}")
                 self.env.reload_failed += 1
-                continue
-            return  # the new instance's own watch has taken over
+        # The loop ends when the running Corefile has no `reload` any more.
 
     async def stop(self) -> None:
         if self._reload_task is not None:
