@@ -1,6 +1,7 @@
 """Local benchmark of the cluster DNS server: UDP A queries on loopback, answers per second.
 
-Runs the server (with the seed article's objects plus N generated ClusterIP services) in a child process pinned
+Runs labkit's coredns with kind's Corefile (`--log` adds the `log` plugin; the seed article's objects plus N
+generated ClusterIP services, no API server) in a child process pinned
 to one core when possible, and a windowed UDP client in this process. Loopback only (network safety): the
 records contain cluster IPs as data, but no packet goes to a cluster address.
 
@@ -20,7 +21,7 @@ import struct
 import time
 
 
-def _serve(port_q: mp.Queue, n_services: int, stop: mp.Event) -> None:  # type: ignore[type-arg]
+def _serve(port_q: mp.Queue, n_services: int, stop: mp.Event, log: bool) -> None:  # type: ignore[type-arg]
     with __import__("contextlib").suppress(Exception):
         os.sched_setaffinity(0, {0})
     try:
@@ -30,10 +31,8 @@ def _serve(port_q: mp.Queue, n_services: int, stop: mp.Event) -> None:  # type: 
     except ImportError:
         pass
     from labkit.dns import fixtures as f
-    from labkit.dns.handler import Handler
     from labkit.dns.index import ClusterIndex
-    from labkit.dns.records import Lookup
-    from labkit.dns.server import DNSServer
+    from labkit.dns.testing import LocalCoreDNS, kind_corefile
 
     index = ClusterIndex()
     index.load(f.article_objects())
@@ -43,8 +42,12 @@ def _serve(port_q: mp.Queue, n_services: int, stop: mp.Event) -> None:  # type: 
     index.set_synced()
 
     async def main() -> None:
-        server = DNSServer(Handler(Lookup(index)), "127.0.0.1", 0, ready_port=None, health_port=None, metrics_port=None)
+        corefile = kind_corefile(upstream=None)
+        if log:
+            corefile = corefile.replace("    errors\n", "    errors\n    log\n")
+        server = LocalCoreDNS(corefile, index)
         await server.start()
+        server.out.write = lambda text: len(text)  # type: ignore[method-assign]  # the log lines: not kept
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         port_q.put((server.port, rss))
         while not stop.is_set():
@@ -66,11 +69,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--log", action="store_true", help="add the log plugin to the Corefile")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     port_q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(port_q, args.services, stop), daemon=True)
+    proc = ctx.Process(target=_serve, args=(port_q, args.services, stop, args.log), daemon=True)
     proc.start()
     try:
         port, rss = port_q.get(timeout=60)

@@ -242,12 +242,11 @@ class Instance:
             if asyncio.iscoroutine(res):
                 await res
 
-    def startup_lines(self, ports: dict[int, int]) -> list[str]:
+    def startup_lines(self) -> list[str]:
         """`.:53`-style lines: each server's zones, sorted (dnsserver startUpZones)."""
         out = []
         for port, server in sorted(self.servers.items()):
-            for zone in sorted(wire.name_to_text(z) if z else "." for z in server.zones):
-                out.append(f"{zone}:{ports.get(port, port)}")
+            out += [f"{zone}:{port}" for zone in sorted(wire.name_to_text(z) for z in server.zones)]
         return out
 
 
@@ -296,7 +295,7 @@ class CoreDNS:
         inst.setup()
         await self._start_instance(inst)
         if not self.quiet:
-            for line in inst.startup_lines({p: lst.port for p, lst in self.listeners.items()}):
+            for line in inst.startup_lines():
                 Log.write(line)
         self._instance_started(inst)
         if not self.quiet:
