@@ -128,7 +128,7 @@ async def create_services(home: Path, n: int) -> None:
 
 
 def histogram(netns: str, ip: str) -> dict[float, float]:
-    """coredns_dns_request_duration_seconds buckets for type A (le → cumulative count), from the pod's :9153."""
+    """coredns_dns_request_duration_seconds buckets of zone "." (le → cumulative count), from the pod's :9153."""
     import socket
 
     from labkit.dns.transports import socket_in_netns
@@ -141,8 +141,8 @@ def histogram(netns: str, ip: str) -> dict[float, float]:
         while chunk := s.recv(65536):
             data += chunk
     out = {}
-    for m in re.finditer(r'^coredns_dns_request_duration_seconds_bucket\{[^}]*type="A",le="([^"]+)"\} (\S+)$',
-                         data.decode(), re.M):
+    for m in re.finditer(r'^coredns_dns_request_duration_seconds_bucket\{server="[^"]*",view="",zone="\.",'
+                         r'le="([^"]+)"\} (\S+)$', data.decode(), re.M):
         out[float(m.group(1))] = float(m.group(2))
     return out
 

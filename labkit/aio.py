@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -37,3 +38,13 @@ async def cancel_and_wait(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def stop_event() -> asyncio.Event:
+    """An event set when the process is asked to stop (SIGTERM, as kubelet does, or SIGINT)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -10,9 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
 
 from labkit import aio
@@ -35,12 +32,7 @@ def split_listen(text: str, default_port: int = 53) -> tuple[str, int]:
 
 async def _serve_until_signal(listener: Listener) -> None:
     await listener.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await aio.stop_event().wait()
     await listener.stop()
 
 

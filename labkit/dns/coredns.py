@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import dns.exception
 import dns.name
 from aiohttp import web
 
+from labkit import aio
 from labkit.dns import corefile, wire
 from labkit.dns.corefile import CorefileError, Dispenser
 from labkit.dns.plugin import Controller, Log, Plugin
@@ -450,12 +450,7 @@ async def _run(dns: CoreDNS) -> int:
         print(exc, file=sys.stderr, flush=True)
         await dns.stop()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await aio.stop_event().wait()
     Log.write("[INFO] SIGTERM: Shutting down servers then terminating")
     inst = dns.instance
     if inst is not None and inst.lameduck > 0:
@@ -502,8 +497,6 @@ def serve_main(argv: list[str]) -> int:
             text = DEFAULT_COREFILE.replace(":53", f":{args.port}")
     env = Environment(local_ips=_pod_ips)
     dns = CoreDNS(env, path, text=text, quiet=args.quiet, default_port=int(args.port))
-    from labkit import aio
-
     return aio.run(_run(dns)) or 0
 
 

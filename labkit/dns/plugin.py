@@ -82,6 +82,7 @@ class Controller(Dispenser):
         self.directive = directive
         self.block = block
         self.env = env
+        self.occurrences = 0
 
     @property
     def server_block_keys(self) -> list[str]:
@@ -107,10 +108,24 @@ class Controller(Dispenser):
     def plugin_err(self, err: Exception | str) -> CorefileError:
         return plugin_error(self.directive, err)
 
+    def next_once(self) -> bool:
+        """next() for plugins that take one occurrence per block: the second one is plugin.ErrOnce."""
+        if not self.next():
+            return False
+        self.occurrences += 1
+        if self.occurrences > 1:
+            raise self.plugin_err("this plugin can only be used once per Server Block")
+        return True
 
-def once_per_block(c: Controller) -> None:
-    """plugin.ErrOnce for plugins that accept one occurrence: called at the second `c.next()`."""
-    raise c.plugin_err("this plugin can only be used once per Server Block")
+    def address_arg(self, default: str) -> str:
+        """The optional ADDR argument of health, ready and prometheus (`:8080`, `127.0.0.1:9153`)."""
+        args = self.remaining_args()
+        if len(args) > 1:
+            raise self.plugin_err(self.arg_err())
+        addr = args[0] if args else default
+        if ":" not in addr:
+            raise self.plugin_err(f"address {addr}: missing port in address")
+        return addr
 
 
-__all__ = ["Controller", "Log", "Plugin", "once_per_block", "plugin_error"]
+__all__ = ["Controller", "Log", "Plugin", "plugin_error"]

@@ -316,11 +316,14 @@ class Listener:
             writer.close()
 
 
-async def exchange(wire_query: bytes, host: str, port: int, tcp: bool) -> bytes:
-    """One DNS exchange over UDP or TCP from this process's network namespace (asyncio)."""
+async def exchange(wire_query: bytes, host: str, port: int, tcp: bool, *, local: list[str] | None = None) -> bytes:
+    """One DNS exchange over UDP or TCP from this process's network namespace (asyncio). `local`, if given,
+    receives this side's address as soon as there is a socket (for error messages)."""
     loop = asyncio.get_running_loop()
     if tcp:
         reader, writer = await asyncio.open_connection(host, port)
+        if local is not None:
+            local.append(_addr_text(writer.get_extra_info("sockname")))
         try:
             writer.write(struct.pack("!H", len(wire_query)) + wire_query)
             await writer.drain()
@@ -341,11 +344,21 @@ async def exchange(wire_query: bytes, host: str, port: int, tcp: bool) -> bytes:
                 fut.set_exception(exc)
 
     transport, _ = await loop.create_datagram_endpoint(_Proto, remote_addr=(host, port))
+    if local is not None:
+        local.append(_addr_text(transport.get_extra_info("sockname")))
     try:
         transport.sendto(wire_query)
         return await fut
     finally:
         transport.close()
+
+
+def _addr_text(sockname: object) -> str:
+    """host:port as Go prints a net.Addr ([v6]:port)."""
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host, port = sockname[0], sockname[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "?"
 
 
 __all__ = ["Hook", "Listener", "Server", "exchange"]

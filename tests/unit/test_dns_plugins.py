@@ -456,3 +456,12 @@ async def test_whoami_is_the_default_corefiles(index: ClusterIndex) -> None:
     addr, srv = m.additional
     assert addr[0].to_text() == "127.0.0.1" and addr.name.to_text() == "anything.test."
     assert srv.name.to_text() == "_udp.anything.test." and srv[0].port > 0
+
+
+def test_kubernetes_without_api_configuration_fails_as_coredns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.dns.plugins.kubernetes import KubeSources, SourceKey
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(CorefileError, match="^plugin/kubernetes: unable to load in-cluster configuration, "
+                                            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined$"):
+        KubeSources().acquire(SourceKey())

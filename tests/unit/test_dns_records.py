@@ -504,10 +504,6 @@ async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) ->
     class FakeClient:
         closed = False
 
-        @classmethod
-        def in_cluster(cls, **kw: object) -> FakeClient:
-            return cls()
-
         async def close(self) -> None:
             FakeClient.closed = True
 
@@ -531,10 +527,9 @@ async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) ->
             self.synced.set()
             await asyncio.Event().wait()
 
-    monkeypatch.setattr(labkit.client, "Client", FakeClient)
     monkeypatch.setattr(labkit.client, "Informer", FakeInformer)
     idx = ClusterIndex()
-    task = asyncio.create_task(run_informers(KubeSource(SourceKey(labels="app=web"), idx)))
+    task = asyncio.create_task(run_informers(KubeSource(SourceKey(labels="app=web"), idx), FakeClient()))
     for _ in range(100):
         if idx.synced:
             break

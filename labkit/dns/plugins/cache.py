@@ -235,12 +235,8 @@ class Cache(Plugin):
 
 def setup(c: Controller) -> None:
     ca = Cache(list(c.zones))
-    count = 0
     try:
-        while c.next():
-            count += 1
-            if count > 1:
-                raise c.plugin_err("this plugin can only be used once per Server Block")
+        while c.next_once():
             args = c.remaining_args()
             if args:
                 try:

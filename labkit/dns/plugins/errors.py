@@ -69,11 +69,7 @@ class Errors(Plugin):
 
 def setup(c: Controller) -> None:
     patterns: list[Pattern] = []
-    count = 0
-    while c.next():
-        count += 1
-        if count > 1:
-            raise c.plugin_err("this plugin can only be used once per Server Block")
+    while c.next_once():
         args = c.remaining_args()
         if len(args) > 1:
             raise c.plugin_err(c.arg_err())

@@ -20,7 +20,6 @@ import asyncio
 import ipaddress
 import os
 import random
-import socket
 import struct
 import time
 
@@ -31,6 +30,7 @@ from labkit.dns.plugin import Controller, Log, Plugin
 from labkit.dns.plugins.cache import in_zones
 from labkit.dns.plugins.durations import parse_duration
 from labkit.dns.request import Reply, Request
+from labkit.dns.server import exchange
 
 MAX_UPSTREAMS = 15
 READ_TIMEOUT = 2.0
@@ -76,52 +76,18 @@ class Proxy:
         return max_fails != 0 and self.fails > max_fails
 
     async def exchange(self, query: bytes, tcp: bool, bufsize: int) -> bytes:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        loop = asyncio.get_running_loop()
-        if tcp:
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port, family=family), READ_TIMEOUT)
-            except TimeoutError:
-                raise UpstreamError(f"dial tcp {self.addr}: i/o timeout") from None
-            except OSError as exc:
-                raise UpstreamError(f"dial tcp {self.addr}: connect: {_reason(exc)}") from None
-            local = _fmt(writer.get_extra_info("sockname"))
-            try:
-                writer.write(struct.pack("!H", len(query)) + query)
-                await writer.drain()
-                n = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), READ_TIMEOUT))[0]
-                return await asyncio.wait_for(reader.readexactly(n), READ_TIMEOUT)
-            except TimeoutError:
-                raise UpstreamError(f"read tcp {local}->{self.addr}: i/o timeout") from None
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                raise UpstreamError(f"read tcp {local}->{self.addr}: {_reason(exc)}") from None
-            finally:
-                writer.close()
-        fut: asyncio.Future[bytes] = loop.create_future()
-        qid = query[:2]
-
-        class _Proto(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: object) -> None:
-                if data[:2] == qid and not fut.done():
-                    fut.set_result(data)
-
-            def error_received(self, exc: Exception) -> None:
-                if not fut.done():
-                    fut.set_exception(exc)
-
-        transport, _ = await loop.create_datagram_endpoint(_Proto, remote_addr=(self.host, self.port), family=family)
-        local = _fmt(transport.get_extra_info("sockname"))
+        """One try; UpstreamError with Go's wording when it fails."""
+        proto = "tcp" if tcp else "udp"
+        local: list[str] = []
         try:
-            transport.sendto(query)
-            data = await asyncio.wait_for(fut, READ_TIMEOUT)
+            data = await asyncio.wait_for(exchange(query, self.host, self.port, tcp, local=local), READ_TIMEOUT)
         except TimeoutError:
-            raise UpstreamError(f"read udp {local}->{self.addr}: i/o timeout") from None
-        except OSError as exc:
-            raise UpstreamError(f"read udp {local}->{self.addr}: {_reason(exc)}") from None
-        finally:
-            transport.close()
-        if len(data) > bufsize:  # miekg reads into a buffer of the client's size: overflow → truncated reply
+            where = f"read {proto} {local[0]}->" if local else f"dial {proto} "
+            raise UpstreamError(f"{where}{self.addr}: i/o timeout") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            where = f"read {proto} {local[0]}->" if local else f"dial {proto} "
+            raise UpstreamError(f"{where}{self.addr}: {_reason(exc)}") from None
+        if not tcp and len(data) > bufsize:  # miekg reads into a buffer of the client's size: a truncated reply
             return data[:12]
         return data
 
@@ -150,13 +116,6 @@ class Proxy:
     def stop(self) -> None:
         if self.checking is not None:
             self.checking.cancel()
-
-
-def _fmt(sockname: object) -> str:
-    if isinstance(sockname, tuple) and len(sockname) >= 2:
-        host, port = sockname[0], sockname[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return "?"
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,11 +19,7 @@ def setup(c: Controller) -> None:
     addr = ":8080"
     lameduck = 0.0
     while c.next():
-        args = c.remaining_args()
-        if len(args) > 1:
-            raise c.plugin_err(c.arg_err())
-        if args:
-            addr = args[0]
+        addr = c.address_arg(addr)
         while c.next_block():
             if c.val() != "lameduck":
                 raise c.plugin_err(c.err(f"unknown property '{c.val()}'"))
@@ -34,7 +30,5 @@ def setup(c: Controller) -> None:
                 lameduck = parse_duration(rest[0])
             except ValueError as exc:
                 raise c.plugin_err(exc) from None
-    if ":" not in addr:
-        raise c.plugin_err(f"address {addr}: missing port in address")
     c.http_route(addr, "/health", _health)
     c.block.instance.lameduck = max(c.block.instance.lameduck, lameduck)

@@ -156,11 +156,7 @@ class Hosts(Plugin):
 
 def setup(c: Controller) -> None:
     h = Hosts("/etc/hosts", list(c.zones))
-    count = 0
-    while c.next():
-        count += 1
-        if count > 1:
-            raise c.plugin_err("this plugin can only be used once per Server Block")
+    while c.next_once():
         args = c.remaining_args()
         if args:
             h.path = args[0]

@@ -26,10 +26,11 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labkit.dns import request as rq
 from labkit.dns import wire
+from labkit.dns.corefile import CorefileError
 from labkit.dns.index import ClusterIndex
 from labkit.dns.plugin import Controller, Log, Plugin
 from labkit.dns.plugins.cache import in_zones
@@ -84,9 +85,10 @@ class KubeSources:
     def acquire(self, key: SourceKey) -> KubeSource:
         src = self.sources.get(key)
         if src is None:
+            client = api_client(key)
             src = self.sources[key] = KubeSource(key, ClusterIndex())
             src.index.add_listener(lambda: self.on_change())
-            src.task = asyncio.ensure_future(run_informers(src))
+            src.task = asyncio.ensure_future(run_informers(src, client))
         src.users += 1
         return src
 
@@ -124,12 +126,26 @@ class StaticSources(KubeSources):
         pass
 
 
-async def run_informers(src: KubeSource) -> None:
+def api_client(key: SourceKey) -> Any:
+    """The API client (kubeconfig, or the pod's service account); CorefileError if there is no configuration."""
+    from labkit.client import Client
+
+    if key.kubeconfig:
+        try:
+            return Client.from_kubeconfig(key.kubeconfig, user_agent="coredns")
+        except Exception as exc:
+            raise CorefileError(f"plugin/kubernetes: invalid configuration: {exc}") from None
+    if not (os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("KUBERNETES_SERVICE_PORT")):
+        raise CorefileError("plugin/kubernetes: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST "
+                            "and KUBERNETES_SERVICE_PORT must be defined")
+    return Client.in_cluster(user_agent="coredns")
+
+
+async def run_informers(src: KubeSource, client: Any) -> None:
     """List+watch into the index; mark it synced once every resource has listed."""
-    from labkit.client import Client, Informer
+    from labkit.client import Informer
 
     key = src.key
-    client = Client.from_kubeconfig(key.kubeconfig) if key.kubeconfig else Client.in_cluster(user_agent="coredns")
     selectors = {"namespaces": key.namespace_labels or None, "services": key.labels or None,
                  "endpointslices": key.labels or None, "pods": None}
     if not key.endpoints:
@@ -276,12 +292,8 @@ def _zone(text: str) -> str:
 
 
 def setup(c: Controller) -> None:
-    count = 0
     k: Kubernetes | None = None
-    while c.next():
-        count += 1
-        if count > 1:
-            raise c.plugin_err("this plugin can only be used once per Server Block")
+    while c.next_once():
         zones = [_zone(z) for z in c.remaining_args()] or list(c.zones)
         if all(is_reverse(wire.name_from_text(z)) for z in zones):
             raise c.plugin_err("non-reverse zone name must be used")

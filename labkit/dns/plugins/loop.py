@@ -78,12 +78,8 @@ class Loop(Plugin):
 
 
 def setup(c: Controller) -> None:
-    count = 0
     zone = "."
-    while c.next():
-        count += 1
-        if count > 1:
-            raise c.plugin_err("this plugin can only be used once per Server Block")
+    while c.next_once():
         if c.next_arg():
             raise c.plugin_err(c.arg_err())
         if c.zones:

@@ -193,18 +193,8 @@ class Prometheus(Plugin):
 
 def setup(c: Controller) -> None:
     addr = "localhost:9153"
-    count = 0
-    while c.next():
-        count += 1
-        if count > 1:
-            raise c.plugin_err("this plugin can only be used once per Server Block")
-        args = c.remaining_args()
-        if len(args) > 1:
-            raise c.plugin_err(c.arg_err())
-        if args:
-            addr = args[0]
-            if ":" not in addr:
-                raise c.plugin_err(f"address {addr}: missing port in address")
+    while c.next_once():
+        addr = c.address_arg(addr)
         while c.next_block():
             raise c.plugin_err(c.err(f"unknown property '{c.val()}'"))
     env = c.env
