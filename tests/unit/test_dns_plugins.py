@@ -462,6 +462,6 @@ def test_kubernetes_without_api_configuration_fails_as_coredns(monkeypatch: pyte
     from labkit.dns.plugins.kubernetes import KubeSources, SourceKey
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(CorefileError, match="^plugin/kubernetes: unable to load in-cluster configuration, "
-                                            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined$"):
+    with pytest.raises(CorefileError, match=r"^plugin/kubernetes: unable to load in-cluster configuration, "
+                                            r"KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined$"):
         KubeSources().acquire(SourceKey())
