@@ -188,6 +188,7 @@ class Instance:
         self.http_routes: dict[str, dict[str, Callable[..., Awaitable[Any]]]] = {}
         self.reload_interval: tuple[float, float] | None = None  # set by the reload plugin
         self.lameduck = 0.0  # set by health's lameduck option
+        self.shutting_down = False  # SIGTERM received: ready answers 503
 
     def plugins(self) -> list[Plugin]:
         return [p for c in self.configs for p in c.plugins]
@@ -453,6 +454,8 @@ async def _run(dns: CoreDNS) -> int:
     await aio.stop_event().wait()
     Log.write("[INFO] SIGTERM: Shutting down servers then terminating")
     inst = dns.instance
+    if inst is not None:
+        inst.shutting_down = True
     if inst is not None and inst.lameduck > 0:
         Log("health").info(f"Going into lameduck mode for {_go_duration(inst.lameduck)}")
         await asyncio.sleep(inst.lameduck)

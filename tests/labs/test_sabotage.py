@@ -56,7 +56,14 @@ def frozen_load_balancer(home: Path) -> Iterator[Callable[[], None]]:
 
 @pytest.fixture
 def dns_down(home: Path) -> Iterator[Callable[[], None]]:
-    yield lambda: _kubectl(home, "-n", "kube-system", "scale", "deployment", "coredns", "--replicas=0")
+    def scale_down() -> None:
+        _kubectl(home, "-n", "kube-system", "scale", "deployment", "coredns", "--replicas=0")
+        # CoreDNS serves on for its `health { lameduck 5s }` after SIGTERM, and kube-proxy keeps using serving
+        # terminating endpoints when there are no others: DNS is gone once the pods are.
+        _kubectl(home, "-n", "kube-system", "wait", "--for=delete", "pod", "-l", "k8s-app=kube-dns",
+                 "--timeout=60s")
+
+    yield scale_down
     _kubectl(home, "-n", "kube-system", "scale", "deployment", "coredns", "--replicas=2")
     embedded.wait_usable(embedded.Paths(home), timeout=60)
 

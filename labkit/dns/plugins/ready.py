@@ -1,6 +1,7 @@
 """ready [ADDR]: `GET ADDR/ready` answers 200 "OK" once every plugin that has an opinion is ready (the
 `kubernetes` plugin: once the API has been listed), else 503 with the names still waited for
-(`[INFO] plugin/ready: Still waiting on: "kubernetes"`). ADDR defaults to :8181 (plugin/ready).
+(`[INFO] plugin/ready: Still waiting on: "kubernetes"`), and 503 "Shutting down" once the process has been asked
+to stop (while `health`'s lameduck keeps DNS serving). ADDR defaults to :8181 (plugin/ready).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def setup(c: Controller) -> None:
     done: set[str] = set()  # a plugin that has been ready is not asked again
 
     async def ready(request: web.Request) -> web.Response:
+        if instance.shutting_down:
+            return web.Response(status=503, text="Shutting down")
         waiting = sorted({p.name for p in instance.plugins() if p.name not in done and p.ready() is False})
         done.update(p.name for p in instance.plugins() if p.ready() is True and p.name not in waiting)
         if not waiting:
