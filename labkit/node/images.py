@@ -151,7 +151,8 @@ def resolve_image(image: str, command: list[str] | None = None, args: list[str] 
         # ENTRYPOINT ["/serve_hostname"]: its flags are the args; another command runs in the busybox base.
         if command and os.path.basename(command[0]) not in ("serve_hostname", "serve-hostname"):
             return toolbox(command + args)
-        return Workload("agnhost", {"argv": ["serve-hostname", *(command[1:] + args)]})
+        flags = command[1:] + args
+        return Workload("agnhost", {"argv": ["serve-hostname", *flags], "title": ["/serve_hostname", *flags]})
     if base == "agnhost":
         from labkit.node.workloads.agnhost import EXECUTABLE_PATHS, SUBCOMMANDS
 

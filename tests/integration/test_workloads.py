@@ -169,3 +169,17 @@ def test_nginx_serves_what_a_volume_mounted_over_its_html_root_holds(page: Page)
     assert head == "403"
     page.exec("web-0", "sh", "-c", 'echo "$(hostname)" > /usr/share/nginx/html/index.html')
     assert page.exec("client", "curl", "-s", f"http://{ip}/").stdout == "web-0\n"
+
+
+def test_the_containers_process_shows_the_images_command_and_environment(page: Page) -> None:
+    page.apply(pod("netexec", AGNHOST, args=["netexec", "--http-port=8080"], env=[{"name": "GREETING", "value": "hi"}]))
+    page.apply(pod("web", "nginx:1.25"))
+    page.wait_pod_ready("netexec")
+    page.wait_pod_ready("web")
+    cmdline = page.exec("netexec", "cat", "/proc/1/cmdline").stdout.rstrip("\0")
+    assert cmdline == "/agnhost\0netexec\0--http-port=8080"
+    environ = page.exec("netexec", "cat", "/proc/1/environ").stdout.rstrip("\0").split("\0")
+    assert "GREETING=hi" in environ and "KUBERNETES_SERVICE_HOST=10.96.0.1" in environ
+    assert not any("labkit" in e.lower() for e in environ)  # nothing of the node's environment
+    ps = page.exec("web", "ps", "-o", "pid,args").stdout.splitlines()
+    assert ps[1].split(None, 1) == ["1", "nginx: master process nginx -g daemon off;"]

@@ -46,7 +46,7 @@ def test_documentation_images():
     # Debug Services: `kubectl create deployment hostnames --image=registry.k8s.io/serve_hostname` (port 9376).
     for image in ("registry.k8s.io/serve_hostname", "k8s.gcr.io/serve_hostname:1.4",
                   "gcr.io/google_containers/serve_hostname"):
-        assert resolve_image(image) == Workload("agnhost", {"argv": ["serve-hostname"]})
+        assert resolve_image(image) == Workload("agnhost", {"argv": ["serve-hostname"], "title": ["/serve_hostname"]})
     assert resolve_image("registry.k8s.io/serve_hostname", None, ["-udp", "-http=false"]).spec["argv"] == [
         "serve-hostname", "-udp", "-http=false"]
     assert resolve_image("registry.k8s.io/serve_hostname", ["sh", "-c", "true"]).kind == "command"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.node.workloads import agnhost, nginx, webhost
+from labkit.node.workloads.proctitle import set_process_title
 
 
 def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int:
@@ -22,6 +23,9 @@ def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int
         argv = spec["argv"]
         os.execvpe(argv[0], argv, {**os.environ, **(spec.get("env") or {})})  # never returns
     started()
+    title = process_title(spec)
+    if title:
+        set_process_title(title, dict(os.environ))
     if kind == "nginx":
         return nginx.main(spec)
     if kind == "agnhost":
@@ -29,3 +33,14 @@ def run(spec: dict[str, Any], started: Callable[[], None] = lambda: None) -> int
     if kind == "webhost":
         return webhost.main(spec)
     raise ValueError(f"unknown workload kind {kind!r}")
+
+
+def process_title(spec: dict[str, Any]) -> list[str]:
+    """The command line the image's process shows (`ps` in the container): its ENTRYPOINT and arguments."""
+    if spec.get("title"):
+        return list(spec["title"])
+    if spec["kind"] == "agnhost":
+        return ["/agnhost", *(spec.get("argv") or ["pause"])]
+    if spec["kind"] == "nginx":
+        return ["nginx: master process nginx -g daemon off;"]  # nginx's own setproctitle
+    return []
