@@ -22,6 +22,11 @@ def sources(folder: Path = LABS_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]-*.md"))
 
 
+def proxy_mode(path: Path) -> str:
+    """The kube-proxy mode a lab asks for (`Lab.up(proxy_mode="nftables")`); the others run in IPVS mode."""
+    return "nftables" if 'proxy_mode="nftables"' in path.read_text() else "ipvs"
+
+
 def read(path: Path) -> Any:
     import jupytext
 

@@ -18,11 +18,6 @@ from labkit.backends import embedded
 LABS = notebooks.sources()
 
 
-def proxy_mode(path: Path) -> str:
-    """The kube-proxy mode a lab asks for (`Lab.up(proxy_mode="nftables")`); the others run in IPVS mode."""
-    return "nftables" if 'proxy_mode="nftables"' in path.read_text() else "ipvs"
-
-
 @pytest.fixture(scope="session")
 def lab_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """One cluster per proxy mode, started when the first lab needing it runs."""
@@ -49,7 +44,7 @@ def test_lab(path: Path, lab_homes: dict[str, Path], tmp_path_factory: pytest.Te
     """The instructor build top to bottom, every check passing after its solution; and before each solution, the
     student's placeholder and a copy of the exercise's checks, which must fail with their hint (exercises.trial).
     Against a cluster in the proxy mode the lab asks for."""
-    lab_home = _lab_home(lab_homes, proxy_mode(path), tmp_path_factory)
+    lab_home = _lab_home(lab_homes, notebooks.proxy_mode(path), tmp_path_factory)
     trial = exercises.trial(notebooks.read(path))
     result = notebooks.run(path, timeout=180, nb=trial,
                            env={"LABKIT_HOME": str(lab_home), "LABKIT_BACKEND": "embedded"})
