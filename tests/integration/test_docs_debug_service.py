@@ -108,8 +108,6 @@ def test_setup_pods_serve_their_hostname_on_9376(page: Page) -> None:
 
 # ----------------------------------------------------------------------------------- Does the Service exist?
 def test_a_service_that_does_not_exist_does_not_resolve(page: Page) -> None:
-    not_on_main_yet("dns", "NXDOMAIN from the outside world's resolver for names that exist nowhere (today it "
-                           "refuses: wget says 'Temporary failure in name resolution')")
     done = page.sh("client", "wget -O- hostnames", check=False)
     assert done.returncode == 4  # GNU wget: network failure
     assert "Resolving hostnames (hostnames)... failed: Name or service not known.\n" in done.stderr

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, not_on_main_yet, table, wait_until
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table, wait_until
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -86,8 +86,6 @@ def test_the_dns_pods_are_running(page: Page) -> None:
 
 
 def test_check_for_errors_in_the_dns_pods(page: Page) -> None:
-    not_on_main_yet("dns", "CoreDNS's start-up lines in the coredns pods' logs (`.:53`, `[INFO] plugin/reload: "
-                           "Running configuration SHA512 = …`, `CoreDNS-1.11.3`, `linux/amd64, go…`)")
     logs = coredns_logs(page)
     assert re.search(r"^\.:53\n\[INFO\] plugin/reload: Running configuration SHA512 = [0-9a-f]{128}\n"
                      r"CoreDNS-\d+\.\d+\.\d+\nlinux/amd64, go\S+, [0-9a-f]+$", logs, re.M), logs
@@ -118,8 +116,6 @@ def test_dns_endpoints_are_exposed(page: Page) -> None:
 
 # ------------------------------------------------------------------------- Are DNS queries being received/processed?
 def test_add_the_log_plugin_and_see_the_queries(page: Page) -> None:
-    not_on_main_yet("dns", "the `coredns` ConfigMap holding kind's Corefile, reloaded by the coredns pods, and the "
-                           "`log` plugin's query lines in `kubectl logs`")
     with pytest.MonkeyPatch.context() as mp:
         # Add `log` as the first plugin of the `.:53` server block, as the page shows.
         mp.setenv("KUBE_EDITOR", r"sed -i -e 's/^\(\s*\)\.:53 {$/&\n\1    log/'")
@@ -145,8 +141,6 @@ def test_names_are_limited_to_the_pods_namespace(page: Page) -> None:
     ip = page.json("get", "svc", "db", "-n", "other")["spec"]["clusterIP"]
     assert nslookup(page, "db.other") == ("Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n"
                                           f"Name:\tdb.other.svc.cluster.local\nAddress: {ip}\n\n")
-    not_on_main_yet("dns", "NXDOMAIN from the outside world's resolver for names that exist nowhere (`db.`, the "
-                           "last name nslookup tries, is refused today)")
     done = page.exec("dnsutils", "nslookup", "db", check=False)
     assert done.returncode == 1
     assert "** server can't find db: NXDOMAIN\n" in done.stdout
