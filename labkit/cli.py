@@ -1,13 +1,16 @@
 """The `labkit` command.
 
     labkit up [--proxy-mode ipvs|nftables]   start the embedded cluster (returns once the API answers)
-    labkit down               stop it and delete its state
+    labkit up --backend kind [--nodes N] [--proxy labkit]   a kind cluster (Docker); returns once it is usable
+    labkit up --backend kubeconfig [--context C] [--learner L]   namespaces of one's own on a cluster that exists
+    labkit down               stop it and delete its state (whatever this home holds)
     labkit status [--json]    what runs, where
     labkit kubeconfig         the kubeconfig's absolute path
     labkit ipvs [--stats|--rate] [--json]          the load balancer's table, as `ipvsadm -L -n` prints it
     labkit nft                                     nftables mode's rules, as `nft list table ip kube-proxy` prints them
     labkit curl URL [--from POD] [--count N]       HTTP from inside the cluster: which pod answered
     labkit dig NAME [TYPE] [--from POD] [--json]   ask the cluster DNS, from inside the cluster
+    labkit images                                  the container images the labs run, one per line
 
 Errors print one line (`labkit: <reason>`) and exit non-zero.
 """
@@ -23,14 +26,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from labkit import errors
-from labkit.backends import embedded
+from labkit.backends import embedded, homes
 
 
 def _home(args: argparse.Namespace) -> Path | None:
     return Path(args.home).expanduser().absolute() if getattr(args, "home", None) else None
 
 
+def _home_or_default(args: argparse.Namespace) -> Path:
+    return _home(args) or embedded.default_home()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    home = _home_or_default(args)
+    homes.claim(home, args.backend)
+    if args.backend != "embedded":
+        return _up_other(args, home)
     start = time.monotonic()
     paths, started = embedded.up(_home(args), timeout=args.timeout, proxy_mode=args.proxy_mode)
     if args.wait:
@@ -44,8 +55,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up_other(args: argparse.Namespace, home: Path) -> int:
+    start = time.monotonic()
+    backend = homes.backend_for(home, args.backend, args)
+    started = backend.start(proxy_mode=args.proxy_mode, timeout=max(args.timeout, 300.0))
+    info = backend.describe()
+    what = dict(info.details).get("cluster", info.server)
+    if started:
+        print(f"labkit: {info.backend} cluster {what} is usable in {time.monotonic() - start:.0f}s "
+              f"(kube-proxy mode {info.proxy_mode}; nodes {', '.join(info.nodes)})")
+    else:
+        print(f"labkit: {info.backend} cluster {what} is already usable ({home})")
+    print(f"export KUBECONFIG={info.kubeconfig}")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
-    home = _home(args) or embedded.default_home()
+    home = _home_or_default(args)
+    if homes.backend_at(home) != "embedded":
+        backend = homes.backend_for(home)
+        backend.stop()
+        print(f"labkit: {backend.name} cluster: {backend.stopped_what()} ({home})")
+        return 0
     if embedded.down(home):
         print(f"labkit: embedded cluster stopped and its state deleted ({home})")
     else:
@@ -54,6 +85,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    home = _home_or_default(args)
+    if homes.backend_at(home) != "embedded":
+        return _status_other(args, home)
     info = embedded.status(_home(args))
     if args.json:
         print(json.dumps(info, indent=2))
@@ -71,11 +105,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_other(args: argparse.Namespace, home: Path) -> int:
+    backend = homes.backend_for(home)
+    running = backend.running()
+    info = backend.describe() if running else None
+    if args.json:
+        print(json.dumps({"backend": backend.name, "home": str(home), "running": running,
+                          **({"server": info.server, "kubeconfig": str(info.kubeconfig), "proxyMode": info.proxy_mode,
+                              "nodes": list(info.nodes), **dict(info.details)} if info else {})}, indent=2))
+        return 0
+    if info is None:
+        print(f"labkit: the {backend.name} cluster of {home} does not answer")
+        return 0
+    print(f"backend:    {info.backend} ({home})")
+    print(f"server:     {info.server}")
+    print(f"kubeconfig: {info.kubeconfig}")
+    print(f"proxy mode: {info.proxy_mode}")
+    for key, value in info.details:
+        print(f"{key + ':':<11} {value}")
+    for node in info.nodes:
+        print(f"  node {node}")
+    return 0
+
+
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    paths = embedded.Paths(_home(args) or embedded.default_home())
+    home = _home_or_default(args)
+    if homes.backend_at(home) != "embedded":
+        print(homes.backend_for(home).kubeconfig)
+        return 0
+    paths = embedded.Paths(home)
     if embedded.supervisor_pid(paths) is None or not paths.kubeconfig.exists():
         raise errors.ClusterNotRunning(f"no embedded cluster is running at {paths.home}; run `labkit up` first")
     print(paths.kubeconfig)
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from labkit.backends import images
+
+    for image in images.LAB_IMAGES:
+        print(image)
     return 0
 
 
@@ -83,18 +152,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="See what a Kubernetes Service configures.")
     parser.add_argument("--home", help="the cluster's state directory (default: $LABKIT_HOME or ~/.labkit)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("up", help="start the embedded cluster")
+    p = sub.add_parser("up", help="start the embedded cluster (or reach another: --backend kind|kubeconfig)")
+    p.add_argument("--backend", choices=("embedded", "kind", "kubeconfig"), default="embedded",
+                   help="embedded (default, no Docker needed), kind (a real cluster in Docker) or kubeconfig "
+                        "(namespaces of one's own on a cluster that already exists)")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--wait", action="store_true",
                    help="also wait until the node is Ready and the cluster DNS answers through its Service")
     p.add_argument("--proxy-mode", choices=embedded.PROXY_MODES, default=None,
                    help=f"kube-proxy's mode for the cluster's life (default: {embedded.DEFAULT_PROXY_MODE})")
+    kind_options = p.add_argument_group("--backend kind")
+    kind_options.add_argument("--name", help="the kind cluster's name (default: labkit)")
+    kind_options.add_argument("--image", help="a kindest/node image instead of the pinned one")
+    kind_options.add_argument("--nodes", type=int, default=1, help="nodes: the control plane, then workers")
+    kind_options.add_argument("--proxy", choices=("kube-proxy", "labkit"), default="kube-proxy",
+                              help="labkit: no kube-proxy; the labkit agent runs as a DaemonSet on kernel IPVS")
+    kind_options.add_argument("--kind-bin", help="the kind executable (default: kind on PATH)")
+    kind_options.add_argument("--kubectl-bin", help="the kubectl executable (default: kubectl on PATH)")
+    existing = p.add_argument_group("--backend kubeconfig")
+    existing.add_argument("--kubeconfig", help="the cluster's kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    existing.add_argument("--context", help="the kubeconfig context (default: its current context)")
+    existing.add_argument("--learner", help="prefix of the learner's namespaces (default: $USER)")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the cluster and delete its state").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="show what runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     sub.add_parser("kubeconfig", help="print the kubeconfig's path").set_defaults(func=cmd_kubeconfig)
+    sub.add_parser("images", help="the container images the labs run").set_defaults(func=cmd_images)
     # Tools with parsers of their own: they get the rest of the command line.
     for name, target, text in _TOOLS:
         sub.add_parser(name, add_help=False, help=text).set_defaults(tool=target)

@@ -11,6 +11,7 @@
     │   └── Invalid              422 with `details.causes`
     ├── ClusterNotRunning        no cluster answers at this LABKIT_HOME
     ├── ClusterError             a cluster could not be started, reached or stopped
+    │   └── BackendUnavailable   a backend's prerequisites are missing here (Docker, kind, a kubeconfig)
     └── Unavailable              this backend cannot show or do that (the message says why)
 
 The API server raises the same ApiError subclasses it serialises, so a
@@ -32,6 +33,10 @@ class ClusterNotRunning(LabkitError):
 
 class ClusterError(LabkitError):
     """A cluster could not be started, reached or stopped."""
+
+
+class BackendUnavailable(ClusterError):
+    """A backend cannot run here: what it needs (Docker, kind, a kubeconfig) is missing."""
 
 
 class Unavailable(LabkitError):
