@@ -56,7 +56,7 @@ class Client:
     """Async access to one API server with a bearer token over TLS (or over a local Unix socket, see SOCKET_ENV)."""
 
     def __init__(self, server: str, token: str, ca_data: bytes | None = None, *, user_agent: str = "labkit",
-                 unix_socket: str | None = None) -> None:
+                 unix_socket: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         if unix_socket and type(self).session is not Client.session:
             # A subclass that builds its own session (the IPVS agent dials from another network namespace)
             # chose its own transport: keep the kubeconfig's HTTPS for it.
@@ -68,11 +68,15 @@ class Client:
         self._token = token
         self.ca_data = ca_data
         self._ssl: ssl.SSLContext | bool
-        if ca_data:
+        if ssl_context is not None:
+            self._ssl = ssl_context
+        elif ca_data:
             self._ssl = ssl.create_default_context(cadata=ca_data.decode())
         else:
             self._ssl = ssl.create_default_context()
-        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": user_agent, "Accept": "application/json"}
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:  # else the client certificate in `ssl_context` authenticates
+            self._headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -90,7 +94,8 @@ class Client:
             env_socket = os.environ.get(SOCKET_ENV)
             if env_socket and os.path.exists(env_socket):
                 unix_socket = env_socket
-        return cls(server, access.token, access.ca_data, user_agent=user_agent, unix_socket=unix_socket)
+        return cls(server, access.token, access.ca_data, user_agent=user_agent, unix_socket=unix_socket,
+                   ssl_context=access.ssl_context() if access.cert_data else None)
 
     @classmethod
     def in_cluster(cls, *, user_agent: str = "labkit") -> Client:

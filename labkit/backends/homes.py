@@ -2,15 +2,17 @@
 find it again without being told the backend.
 
     <home>/kind/cluster.json         a kind cluster (labkit.backends.kind)
-    <home>/existing/cluster.json     a cluster that already existed (labkit.backends.existing, `--backend kubeconfig`)
+    <home>/existing/cluster.json     a cluster that already existed (labkit.backends.kubeconfig)
     anything else                    the embedded cluster (labkit.backends.embedded)
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from labkit import errors
+from labkit.backends.base import Backend, get_backend
 
 MARKERS = {"kind": ("kind", "cluster.json"), "kubeconfig": ("existing", "cluster.json")}
 
@@ -33,3 +35,15 @@ def claim(home: Path, backend: str) -> None:
     elif held == backend:
         return
     raise errors.ClusterError(f"{home} holds a {held} cluster; `labkit down` it first, or use another --home")
+
+
+def backend_for(home: Path, name: str | None = None, args: argparse.Namespace | None = None) -> Backend:
+    """The backend `name` (default: the one `home` holds) at `home`, with the options `labkit up` was given."""
+    chosen = name or backend_at(home)
+    options: dict[str, object] = {}
+    if args is not None and chosen == "kind":
+        options = {"cluster_name": args.name, "image": args.image, "nodes": args.nodes, "proxy": args.proxy,
+                   "kind_bin": args.kind_bin, "kubectl_bin": args.kubectl_bin}
+    elif args is not None and chosen == "kubeconfig":
+        options = {"kubeconfig": args.kubeconfig, "context": args.context, "learner": args.learner}
+    return get_backend(chosen, home=home, **options)

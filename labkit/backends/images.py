@@ -7,12 +7,15 @@ cluster pulls nothing: it runs built-in workloads for these same references (lab
 
 from __future__ import annotations
 
-# agnhost: netexec/serve-hostname backends that answer with their pod's name, and the toolbox (dig, curl).
+# agnhost: netexec/serve-hostname backends that answer with their pod's name.
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
-TOOLBOX = AGNHOST
+# The node helper pods of the kind and kubeconfig backends (docker/manifests/node-helper.yaml): Python, to run the
+# query and relay scripts they send with `kubectl exec`.
+NODE_HELPER = "python:3.12-alpine"
 
 LAB_IMAGES: tuple[str, ...] = (
+    "nginx:1.19",    # the labs' web server (the article's)
+    "busybox:1.36",  # the labs' client pods
     AGNHOST,
-    "nginx:1.19",   # the article's web server (the README's first Service)
-    "busybox:1.36",  # a shell in a pod
+    NODE_HELPER,
 )

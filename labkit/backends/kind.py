@@ -8,12 +8,13 @@ that still has it; nftables.yaml; none.yaml for `--proxy labkit`), with workers 
 `--proxy labkit` no kube-proxy runs: the labkit agent image is built from docker/agent/Dockerfile, loaded into the
 nodes with `kind load docker-image` and run as the DaemonSet of docker/manifests/labkit-agent.yaml, programming
 each node kernel's IPVS. The images the labs use are loaded into the nodes when Docker has them locally.
-`up` returns once every node is Ready and CoreDNS answers a query from the toolbox pod.
+`up` returns once every node is Ready and CoreDNS answers a query sent from a node.
 
 Clusters are made through pytest-kind-ng's `KindCluster` (import name `pytest_kind`), subclassed so that kind and
 kubectl come from PATH or paths the user gave (it would download kind 0.17 for amd64 otherwise) and its files live
 in labkit's state directory (it would write ./.pytest-kind/ otherwise). Its `port_forward` is not used: it never
-stops retrying (reference kind.md); in-cluster queries go through the toolbox pod instead.
+stops retrying (reference kind.md); in-cluster queries and connections go through node helper pods instead
+(labkit.backends.incluster).
 
 State: `<home>/kind/` holds the kubeconfig, the config kind was given and `cluster.json` (what `down`, `status`
 and the tools need to find the cluster again). Facts: reference kind.md; kind v0.32.0's sources.
@@ -21,6 +22,7 @@ and the tools need to find the cluster again). Facts: reference kind.md; kind v0
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import platform
@@ -29,18 +31,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pytest_kind import KindCluster as PytestKindCluster
 
 import labkit
 from labkit import errors
-from labkit.agent.ipvsadm import parse_proc
-from labkit.agent.model import VirtualServer
+from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
+from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import images, tools
+from labkit.backends.base import Backend, ClusterInfo
+from labkit.backends.incluster import ExecSocket, InCluster
+
+if TYPE_CHECKING:
+    from labkit.agent.cli import HttpConnection
+    from labkit.dns.dig import Transport
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = CHECKOUT / "docker"
@@ -50,7 +58,7 @@ DEFAULT_NAME = "labkit"
 MIN_KIND_VERSION = (0, 32, 0)  # the pinned node image (v1.36.1) is kind v0.32.0's; older kinds write kubeadm v1beta3
 AGENT_IMAGE = f"labkit/agent:{labkit.__version__}"
 AGENT_NAMESPACE, AGENT_NAME = "kube-system", "labkit-agent"
-TOOLBOX_NAMESPACE, TOOLBOX_POD = "labkit", "toolbox"
+HELPER_NAMESPACE = "labkit"  # the node helper pods (labkit.backends.incluster)
 APISERVER_PORT = 6443
 
 Progress = Callable[[str], None]
@@ -366,17 +374,13 @@ def preload_images(info: Info, cluster: KindCluster, wanted: tuple[str, ...], pr
     return missing
 
 
-def toolbox_manifest(namespace: str) -> str:
-    """The toolbox pod (docker/manifests/toolbox.yaml) in `namespace`, after the namespace itself."""
-    pod = yaml.safe_load((docker_dir() / "manifests" / "toolbox.yaml").read_text())
-    pod["metadata"]["namespace"] = namespace
-    pod["spec"]["containers"][0]["image"] = images.TOOLBOX
-    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    return yaml.safe_dump_all([namespace_doc, pod], sort_keys=False)
+def incluster(info: Info, timeout: float = 120.0) -> InCluster:
+    """Access to the inside of the cluster: node helper pods in the `labkit` namespace."""
+    return InCluster(info.kubectl_runner(), HELPER_NAMESPACE, docker_dir(), timeout=timeout)
 
 
 def wait_usable(info: Info, timeout: float, progress: Progress) -> None:
-    """Return once every node is Ready, CoreDNS is rolled out and answers from the toolbox pod."""
+    """Return once every node is Ready, CoreDNS is rolled out and answers a query sent from a node."""
     kubectl = info.kubectl_runner()
     deadline = time.monotonic() + timeout
 
@@ -387,38 +391,57 @@ def wait_usable(info: Info, timeout: float, progress: Progress) -> None:
     kubectl("wait", "--for=condition=Ready", "nodes", "--all", left(), timeout=timeout + 30)
     progress("waiting for CoreDNS")
     kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", left(), timeout=timeout + 30)
-    kubectl("apply", "-f", "-", input=toolbox_manifest(TOOLBOX_NAMESPACE), timeout=120)
-    kubectl("-n", TOOLBOX_NAMESPACE, "wait", "--for=condition=Ready", f"pod/{TOOLBOX_POD}", left(),
-            timeout=timeout + 30)
-    wait_dns_answers(kubectl, TOOLBOX_NAMESPACE, deadline)
+    kubectl("apply", "-f", "-", input=namespace_manifest(HELPER_NAMESPACE), timeout=120)
+    wait_dns_answers(incluster(info, timeout), deadline)
 
 
-def wait_dns_answers(kubectl: tools.Kubectl, namespace: str, deadline: float) -> None:
-    """Ask the cluster DNS for the kubernetes Service from the toolbox pod until it answers 10.96.0.1."""
-    question = ["dig", "+short", "+time=2", "+tries=1", "kubernetes.default.svc.cluster.local"]
-    while True:
-        proc = kubectl("-n", namespace, "exec", TOOLBOX_POD, "--", *question, check=False, timeout=30)
-        if proc.returncode == 0 and "10.96.0.1" in proc.stdout.split():
+def namespace_manifest(name: str) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def wait_dns_answers(cluster: InCluster, deadline: float) -> None:
+    """Ask the cluster DNS for the kubernetes Service from the first node until it answers 10.96.0.1."""
+    from labkit.dns.dig import resolve
+
+    transport = cluster.dns_transport(None, "default")
+    said = ""
+    while time.monotonic() < deadline:
+        try:
+            result = resolve("kubernetes.default.svc.cluster.local.", transport=transport)
+        except OSError as exc:
+            said = str(exc)
+            continue
+        if "10.96.0.1" in result.addresses:
             return
-        if time.monotonic() > deadline:
-            said = tools.last_words(proc.stdout + proc.stderr)
-            raise errors.ClusterError(f"kind backend: the cluster DNS does not answer from pod {namespace}/"
-                                      f"{TOOLBOX_POD} ({said})")
+        said = f"it answered {result.addresses or 'no address'}"
+    raise errors.ClusterError(f"kind backend: the cluster DNS does not answer from node {transport.place.node} "
+                              f"({said})")
 
 
 # ------------------------------------------------------------------------------------------------ what the labs read
 
-def ipvs_table(info: Info, node: str | None = None) -> list[VirtualServer]:
-    """A node's IPVS table, read from its /proc/net/ip_vs (kind's node image has no ipvsadm)."""
-    node = node or f"{info.name}-control-plane"
-    proc = tools.run([info.docker, "exec", node, "cat", "/proc/net/ip_vs"], check=False, timeout=30)
+def node_file(info: Info, node: str, path: str) -> str:
+    """A file of a node's /proc, read with `docker exec` (the node is a container)."""
+    proc = tools.run([info.docker, "exec", node, "cat", path], check=False, timeout=30)
     if proc.returncode != 0:
         reason = tools.last_words(proc.stderr)
         if "No such file" in reason:
-            raise errors.ClusterError(f"node {node} has no IPVS table: the ip_vs module is not loaded there "
-                                      f"(this cluster's Services are programmed by {describe_proxy(info)})")
-        raise errors.ClusterError(f"cannot read /proc/net/ip_vs on node {node}: {reason}")
-    return parse_proc(proc.stdout)
+            raise FileNotFoundError(f"{path} on node {node}: {reason}")
+        raise errors.ClusterError(f"cannot read {path} on node {node}: {reason}")
+    return proc.stdout
+
+
+def ipvs_table(info: Info, node: str | None = None) -> list[VirtualServer]:
+    """A node's IPVS table, read from its /proc/net/ip_vs (kind's node image has no ipvsadm)."""
+    node = node or f"{info.name}-control-plane"
+    if info.proxy_mode != "ipvs":
+        raise errors.Unavailable(f"the cluster runs {describe_proxy(info)}: it has no IPVS table (`ipvsadm -Ln` "
+                                 "lists nothing); its rules are in `nft list table ip kube-proxy` on each node")
+    try:
+        return parse_proc(node_file(info, node, "/proc/net/ip_vs"))
+    except FileNotFoundError as exc:
+        raise errors.Unavailable(f"node {node} has no IPVS table yet: the ip_vs module is not loaded there "
+                                 f"({exc})") from None
 
 
 def ipvs_tables(info: Info) -> dict[str, list[VirtualServer]]:
@@ -426,7 +449,134 @@ def ipvs_tables(info: Info) -> dict[str, list[VirtualServer]]:
     return {node: ipvs_table(info, node) for node in info.cluster().node_names()}
 
 
+def ipvs_connections(info: Info, node: str | None = None) -> list[Connection]:
+    node = node or f"{info.name}-control-plane"
+    try:
+        return parse_proc_connections(node_file(info, node, "/proc/net/ip_vs_conn"))
+    except FileNotFoundError as exc:
+        raise errors.Unavailable(f"node {node} has no IPVS connection table: {exc}") from None
+
+
 def describe_proxy(info: Info) -> str:
     if info.proxy == "labkit":
         return "the labkit agent (kernel IPVS)"
     return f"kube-proxy in {info.proxy_mode} mode"
+
+
+# ------------------------------------------------------------------------------------------------ the Backend
+
+class KindBackend(Backend):
+    """A kind cluster made (or found) at `home`: `Lab(backend="kind")`, `labkit up --backend kind`."""
+
+    name = "kind"
+    proxy_modes = PROXY_MODES
+
+    def __init__(self, home: str | Path | None = None, *, cluster_name: str | None = None, image: str | None = None,
+                 nodes: int = 1, proxy: str = "kube-proxy", kind_bin: str | None = None,
+                 kubectl_bin: str | None = None, progress: Progress = say) -> None:
+        from labkit.backends.embedded import default_home
+
+        self.home = Path(home).expanduser().absolute() if home else default_home()
+        self.options = Options(name=cluster_name or DEFAULT_NAME, image=image, nodes=nodes, proxy=proxy,
+                               kind_bin=kind_bin, kubectl_bin=kubectl_bin)
+        self.progress = progress
+        self._incluster: InCluster | None = None
+
+    def __repr__(self) -> str:
+        return f"<KindBackend {self.options.name} at {self.home}>"
+
+    def _info(self) -> Info:
+        info = load_info(self.home)
+        if info is None:
+            raise errors.ClusterNotRunning(f"no kind cluster was made at {self.home}; "
+                                           "`labkit up --backend kind` makes one")
+        return info
+
+    def start(self, proxy_mode: str | None = None, timeout: float = 600.0) -> bool:
+        mode = proxy_mode or "ipvs"
+        existing = load_info(self.home)
+        if existing is not None and existing.proxy_mode != mode:
+            raise errors.ClusterError(f"the kind cluster {existing.name!r} at {self.home} runs "
+                                      f"{describe_proxy(existing)}, not {mode} mode: `labkit down` it first, "
+                                      "or use another LABKIT_HOME")
+        options = replace(self.options, proxy_mode=mode, timeout=timeout)
+        _, started = up(self.home, options, self.progress)
+        return started
+
+    def connect(self, timeout: float = 60.0) -> None:
+        info = self._info()
+        if info.name not in list_clusters(info.kind):
+            raise errors.ClusterNotRunning(f"the kind cluster {info.name!r} of {self.home} is gone; "
+                                           "`labkit up --backend kind` makes it again")
+        wait_usable(info, timeout, self.progress)
+
+    def stop(self) -> bool:
+        return down(self.home)
+
+    def running(self) -> bool:
+        info = load_info(self.home)
+        if info is None or info.name not in list_clusters(info.kind):
+            return False
+        return info.kubectl_runner()("get", "--raw", "/readyz", check=False, timeout=30).returncode == 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return state_dir(self.home) / "kubeconfig"
+
+    def describe(self) -> ClusterInfo:
+        info = self._info()
+        server = yaml.safe_load(Path(info.kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+        return ClusterInfo(backend=self.name, server=server, kubeconfig=Path(info.kubeconfig),
+                           proxy_mode=info.proxy_mode, nodes=tuple(info.cluster().node_names()),
+                           details=(("cluster", info.name), ("proxy", describe_proxy(info)),
+                                    ("home", str(self.home))))
+
+    @property
+    def proxy_mode(self) -> str:
+        return self._info().proxy_mode
+
+    def stopped_what(self) -> str:
+        return f"kind cluster {self.options.name!r} deleted"
+
+    def ipvs_table(self) -> list[VirtualServer]:
+        return ipvs_table(self._info())
+
+    def ipvs_connections(self) -> list[Connection]:
+        return ipvs_connections(self._info())
+
+    def _inside(self) -> InCluster:
+        if self._incluster is None:
+            self._incluster = incluster(self._info())
+        return self._incluster
+
+    def dns_transport(self, from_pod: str | None, namespace: str) -> Transport:
+        return self._inside().dns_transport(from_pod, namespace)
+
+    def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
+                        timeout: float = 3.0) -> HttpConnection:
+        info = self._info()
+        table = (lambda node: ipvs_connections(info, node)) if info.proxy_mode == "ipvs" else None
+        return open_http(self._inside(), host, port, from_pod, namespace, timeout, table)
+
+
+def open_http(inside: InCluster, host: str, port: int, from_pod: str | None, namespace: str, timeout: float,
+              connections: Callable[[str], list[Connection]] | None) -> HttpConnection:
+    """An HTTP connection from a pod (or a node) through a relay in its network namespace; `connections(node)`
+    reads the node's IPVS connection table, where the reply's destination is looked up."""
+    from labkit.agent.cli import HttpConnection, resolve_host
+
+    transport = inside.dns_transport(from_pod, namespace)
+    address = resolve_host(host, transport)
+    argv = inside.relay_argv(transport.place)
+
+    def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
+        with contextlib.suppress(errors.LabkitError, OSError):
+            for conn in connections(transport.place.node) if connections else []:
+                if conn.source == (local[0], local[1]) and not conn.template:
+                    return conn.destination
+        return None
+
+    def make_socket() -> Any:
+        return ExecSocket(argv)
+
+    return HttpConnection(make_socket, address, port, host if port == 80 else f"{host}:{port}", lookup, timeout)

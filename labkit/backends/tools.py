@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +34,20 @@ def find_tool(name: str, explicit: str | os.PathLike[str] | None = None, *, back
 
 def last_words(text: str) -> str:
     """A failed tool's message: its last non-empty lines that say something (kind ends with "Command Output")."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in text.strip().splitlines()
+             if line.strip() and not line.startswith("command terminated with exit code")]  # kubectl exec's
     if not lines:
         return "no output"
     message = lines[-1]
     if message.startswith("Command Output:") and len(lines) > 1:
         message = f"{lines[-2]} {message}"
     return message
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """`kind create`, `kubectl get`: the tool and its first two words, flags left out."""
+    words = [a for a in argv[1:] if not a.startswith("-")][:2]
+    return " ".join([Path(argv[0]).name, *words])
 
 
 def run(argv: Sequence[str | os.PathLike[str]], *, input: str | None = None, env: dict[str, str] | None = None,
@@ -51,27 +58,10 @@ def run(argv: Sequence[str | os.PathLike[str]], *, input: str | None = None, env
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **env} if env else None)
     except subprocess.TimeoutExpired as exc:
-        raise errors.ClusterError(f"`{' '.join(argv[:4])} …` did not finish within {timeout:.0f}s") from exc
+        raise errors.ClusterError(f"`{command_name(argv)} …` did not finish within {timeout:.0f}s") from exc
     if check and proc.returncode != 0:
-        tool = Path(argv[0]).name
-        raise errors.ClusterError(f"{tool} {' '.join(argv[1:3])}: {last_words(proc.stderr or proc.stdout)}")
+        raise errors.ClusterError(f"{command_name(argv)}: {last_words(proc.stderr or proc.stdout)}")
     return proc
-
-
-def stream(argv: Sequence[str | os.PathLike[str]], progress: Callable[[str], None], *,
-           env: dict[str, str] | None = None) -> None:
-    """Run a tool whose stderr narrates its progress (kind create cluster): each line goes to `progress`."""
-    argv = [str(a) for a in argv]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env={**os.environ, **env} if env else None) as proc:
-        lines = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip():
-                progress(line.rstrip())
-    if proc.returncode != 0:
-        raise errors.ClusterError(f"{Path(argv[0]).name} {' '.join(argv[1:3])}: {last_words(''.join(lines))}")
 
 
 @dataclass

@@ -101,7 +101,7 @@ class NetnsTransport:
 
 def _kubeconfig_access(path: Path) -> tuple[str, dict[str, str], ssl.SSLContext]:
     access = kubeconfig.read(path)
-    sslctx = ssl.create_default_context(cadata=access.ca_data.decode() if access.ca_data else None)
+    sslctx = access.ssl_context()
     headers = {"Accept": "application/json", "User-Agent": "labkit-dig"}
     if access.token:
         headers["Authorization"] = f"Bearer {access.token}"

@@ -14,8 +14,6 @@ import pytest
 
 from tests.fakes import tools
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class FakeTools:
@@ -46,6 +44,28 @@ class FakeTools:
             state["images"][image] = tools.image_id(image)
         (self.state_dir / "state.json").write_text(json.dumps(state))
 
+    def _edit_cluster(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        state = self.state()
+        return state, state["clusters"][name]
+
+    def _save(self, state: dict[str, Any]) -> None:
+        (self.state_dir / "state.json").write_text(json.dumps(state))
+
+    def add_pod(self, cluster: str, namespace: str, name: str, node: str, ip: str) -> None:
+        """A running pod on `node` with address `ip` (what `kubectl run` and the scheduler would make)."""
+        state, c = self._edit_cluster(cluster)
+        c["objects"][f"Pod/{namespace}/{name}"] = {"apiVersion": "v1", "kind": "Pod", "podIP": ip,
+                                                   "metadata": {"name": name, "namespace": namespace},
+                                                   "spec": {"nodeName": node, "containers": [{"name": "c"}]}}
+        self._save(state)
+
+    def add_service(self, cluster: str, fqdn: str, vip: str, port: int, backends: list[tuple[str, str]]) -> None:
+        """A Service: its DNS name, and behind vip:port web pods (name, IP) answering with their name."""
+        state, c = self._edit_cluster(cluster)
+        c.setdefault("dns", {})[fqdn] = [vip]
+        c.setdefault("web", {})[f"{vip}:{port}"] = [list(b) for b in backends]
+        self._save(state)
+
     def run(self, tool: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.bin / tool), *args], input=input, capture_output=True, text=True)
 
@@ -57,8 +77,9 @@ def install(directory: Path, names: tuple[str, ...] = ("kind", "docker", "kubect
     state_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         script = bin_dir / name
-        script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                          f"from tests.fakes.tools import main\nmain({name!r})\n")
+        # tools.py alone (not this package, which imports pytest): the fakes start in a few tens of milliseconds.
+        script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                          f"from tools import main\nmain({name!r})\n")
         script.chmod(0o755)
     return FakeTools(bin_dir, state_dir)
 

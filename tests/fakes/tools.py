@@ -282,6 +282,9 @@ def docker_exec(node_name: str, command: list[str], state: State) -> int:
     for cluster in state.data["clusters"].values():
         for node in cluster["nodes"]:
             if node["name"] == node_name:
+                if command == ["cat", "/proc/net/ip_vs_conn"] and proc_ip_vs(cluster, node) is not None:
+                    out(proc_ip_vs_conn(cluster, node))
+                    return 0
                 if command == ["cat", "/proc/net/ip_vs"]:
                     text = proc_ip_vs(cluster, node)
                     if text is None:
@@ -316,6 +319,20 @@ def proc_ip_vs(cluster: dict, node: dict) -> str | None:
         lines.append(f"{proto}  0A60000A:{port} rr \n")
         for pod in ("0AF40002", "0AF40003"):
             lines.append(f"  -> {pod}:{port}      Masq    1      0          0         \n")
+    return "".join(lines)
+
+
+def hex_address(ip: str, port: int) -> str:
+    return "".join(f"{int(octet):02X}" for octet in ip.split(".")) + f" {port:04X}"
+
+
+def proc_ip_vs_conn(cluster: dict, node: dict) -> str:
+    """/proc/net/ip_vs_conn (ip_vs_conn_seq_show): the relayed connections that left from this node."""
+    lines = ["Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"]
+    for conn in cluster.get("conns", []):
+        if conn["node"] == node["name"]:
+            lines.append(f"TCP {hex_address(*conn['source'])} {hex_address(*conn['virtual'])} "
+                         f"{hex_address(*conn['destination'])} {'TIME_WAIT':<11} {119:7d}\n")
     return "".join(lines)
 
 
@@ -374,7 +391,11 @@ def kubectl(argv: list[str], state: State, stdin: str | None) -> int:
         case ["rollout"]:
             return kubectl_rollout(words, cluster, namespace, timeout)
         case ["exec"]:
-            return kubectl_exec(argv, words, cluster, namespace)
+            code = kubectl_exec(argv, words, cluster, namespace, stdin)
+            state.save()
+            return code
+        case ["get"]:
+            return kubectl_get(argv, words, cluster, namespace)
         case ["delete"]:
             kind, _, obj_name = words[1].partition("/")
             obj_name = obj_name or words[2]
@@ -430,58 +451,128 @@ def kubectl_rollout(words: list[str], cluster: dict, namespace: str, timeout: st
     return 1
 
 
-DIG_KUBERNETES = """
-; <<>> DiG 9.18.33 <<>> {name}
-;; global options: +cmd
-;; Got answer:
-;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242
-;; flags: qr aa rd; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1
-;; WARNING: recursion requested but not available
-
-;; OPT PSEUDOSECTION:
-; EDNS: version: 0, flags:; udp: 1232
-;; QUESTION SECTION:
-;{name}.\t\tIN\tA
-
-;; ANSWER SECTION:
-{name}.\t30\tIN\tA\t10.96.0.1
-
-;; Query time: 0 msec
-;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)
-;; WHEN: Thu Jan 01 00:00:00 UTC 2026
-;; MSG SIZE  rcvd: 107
-
-"""
+def pod_view(cluster: dict, key: str, obj: dict) -> dict:
+    """A pod as the API shows it once running: the fake schedules it and gives it an IP."""
+    spec = obj.get("spec") or {}
+    node = spec.get("nodeName") or cluster["nodes"][0]["name"]
+    node_ip = next(n["ip"] for n in cluster["nodes"] if n["name"] == node)
+    ip = node_ip if spec.get("hostNetwork") else obj.get("podIP", "10.244.0.99")
+    return {**obj, "spec": {**spec, "nodeName": node}, "status": {"phase": "Running", "podIP": ip}}
 
 
-def kubectl_exec(argv: list[str], words: list[str], cluster: dict, namespace: str) -> int:
-    pod = words[1]
-    if f"Pod/{namespace}/{pod}" not in cluster["objects"]:
-        err(f'Error from server (NotFound): pods "{pod}" not found\n')
+def kubectl_get(argv: list[str], words: list[str], cluster: dict, namespace: str) -> int:
+    output = flag(argv, "-o", "--output")
+    if "--raw" in argv:
+        out("ok")
+        return 0
+    kind, name = words[1], words[2] if len(words) > 2 else None
+    if kind in ("nodes", "node") and output == "json":
+        items = [{"metadata": {"name": n["name"], "labels": {f"node-role.kubernetes.io/{n['role']}": ""}
+                               if n["role"] == "control-plane" else {}}} for n in cluster["nodes"]]
+        out(json.dumps({"kind": "List", "items": items}))
+        return 0
+    if kind in ("service", "services", "svc") and (namespace, name) == ("kube-system", "kube-dns"):
+        out("10.96.0.10" if output == "jsonpath={.spec.clusterIP}" else "")
+        return 0
+    if kind in ("pod", "pods"):
+        key = f"Pod/{namespace}/{name}"
+        if key not in cluster["objects"]:
+            err(f'Error from server (NotFound): pods "{name}" not found\n')
+            return 1
+        pod = pod_view(cluster, key, cluster["objects"][key])
+        out(json.dumps(pod) if output == "json" else pod["status"]["phase"])
+        return 0
+    err(f"error: the server doesn't have a resource type \"{kind}\"\n")
+    return 1
+
+
+def dns_reply(cluster: dict, wire_hex: str) -> str:
+    """What CoreDNS answers a fresh kind cluster: the kubernetes Service, the names a test added, else NXDOMAIN."""
+    import dns.message
+    import dns.rcode
+    import dns.rrset
+
+    query = dns.message.from_wire(bytes.fromhex(wire_hex))
+    reply = dns.message.make_response(query)
+    question = query.question[0]
+    name = question.name.to_text()
+    addresses = {"kubernetes.default.svc.cluster.local.": ["10.96.0.1"], **cluster.get("dns", {})}.get(name)
+    if addresses is None:
+        reply.set_rcode(dns.rcode.NXDOMAIN)
+    elif question.rdtype == dns.rdatatype.A:
+        reply.answer.append(dns.rrset.from_text_list(name, 30, "IN", "A", addresses))
+    return reply.to_wire().hex()
+
+
+def kubectl_exec(argv: list[str], words: list[str], cluster: dict, namespace: str, stdin: str | None) -> int:
+    pod_name = words[1]
+    obj = cluster["objects"].get(f"Pod/{namespace}/{pod_name}")
+    if obj is None:
+        err(f'Error from server (NotFound): pods "{pod_name}" not found\n')
         return 1
     command = argv[argv.index("--") + 1:]
-    if command[:1] == ["dig"]:
-        name = next((a for a in command[1:] if not a.startswith(("+", "@", "-"))), ".")
-        if not proxy_running(cluster):
-            out(";; communications error to 10.96.0.10#53: timed out\n" * 3 + ";; no servers could be reached\n")
-            err("command terminated with exit code 9\n")
-            return 9
-        if name.rstrip(".") == "kubernetes.default.svc.cluster.local":
-            out("10.96.0.1\n" if "+short" in command else DIG_KUBERNETES.format(name=name.rstrip(".")))
-            return 0
-        out("" if "+short" in command else ";; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 4243\n")
+    helper = pod_name.startswith("labkit-node-helper-")
+    if command[:2] == ["cat", "/etc/resolv.conf"] and not helper:
+        out(f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n"
+            "options ndots:5\n")
         return 0
-    err(f'error: Internal error occurred: error executing command in container: failed to exec in container: '
-        f'starting container process caused: exec: "{command[0]}": executable file not found in $PATH\n'
-        "command terminated with exit code 126\n")
-    return 126
+    if not helper or command[:1] != ["python3"]:
+        err(f"error: Internal error occurred: error executing command in container: failed to exec in container: "
+            f'starting container process caused: exec: "{command[0]}": executable file not found in $PATH\n'
+            "command terminated with exit code 126\n")
+        return 126
+    program, args = command[2], command[3:]
+    node = pod_view(cluster, "", obj)["spec"]["nodeName"]
+    target = args[0]
+    ip, _, hostname = target.partition("/")
+    if target != "-" and not any(pod_view(cluster, k, o)["status"]["podIP"] == ip
+                                 and pod_view(cluster, k, o)["spec"]["nodeName"] == node
+                                 and o["metadata"]["name"] == hostname
+                                 for k, o in cluster["objects"].items() if k.startswith("Pod/")):
+        err(f"no network namespace on this node holds {target}\ncommand terminated with exit code 1\n")
+        return 1
+    if program.startswith("# labkit node helper: dns"):
+        if not proxy_running(cluster):
+            err("timed out\ncommand terminated with exit code 1\n")
+            return 1
+        out(dns_reply(cluster, args[5]) + "\n")
+        return 0
+    if program.startswith("# labkit node helper: relay"):
+        return relay(cluster, node, ip, args[1], int(args[2]))
+    err("fake kubectl: unknown helper program\n")
+    return 1
+
+
+def relay(cluster: dict, node: str, ip: str, host: str, port: int) -> int:
+    """A web Service the test declared in state["web"]["host:port"] = [[pod, podIP], ...]: round robin."""
+    backends = cluster.get("web", {}).get(f"{host}:{port}")
+    if not backends:
+        err(f"connect to {host}:{port}: Connection refused\ncommand terminated with exit code 1\n")
+        return 1
+    turn = cluster.setdefault("turns", {}).get(f"{host}:{port}", 0)
+    cluster["turns"][f"{host}:{port}"] = turn + 1
+    pod, pod_ip = backends[turn % len(backends)]
+    local_ip = ip if ip != "-" else next(n["ip"] for n in cluster["nodes"] if n["name"] == node)
+    local_port = 40000 + len(cluster.setdefault("conns", []))
+    cluster["conns"].append({"node": node, "source": [local_ip, local_port], "virtual": [host, port],
+                             "destination": [pod_ip, port]})
+    out(f"{local_ip} {local_port} {host} {port}\n")
+    sys.stdout.flush()
+    request = b""
+    while b"\r\n\r\n" not in request:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return 0
+        request += chunk
+    out(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(pod)}\r\nConnection: close\r\n\r\n"
+        f"{pod}")
+    return 0
 
 
 def main(tool: str) -> None:
     state = State()
     argv = sys.argv[1:]
-    stdin = sys.stdin.read() if tool == "kubectl" and ("-" in argv and flag(argv, "-f", "--filename") == "-") \
-        else None
+    stdin = sys.stdin.read() if tool == "kubectl" and flag(argv, "-f", "--filename") == "-" else None
     state.record(tool, argv, stdin)
     handler = {"kind": kind, "docker": docker}.get(tool)
     code = handler(argv, state) if handler else kubectl(argv, state, stdin)

@@ -16,7 +16,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from labkit.backends import images, kind
+from labkit.backends import images, incluster, kind
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -91,7 +91,7 @@ def test_agent_image_installs_pyproject_pins_of_what_the_agent_imports(tmp_path:
     installs = [shlex.split(args) for op, args in steps if op == "RUN" and "pip install" in args]
     specs = [w for words in installs for w in words if re.match(r"^[A-Za-z][\w.-]*[<>=!~]", w)]
     assert specs and set(specs) <= set(pyproject_dependencies())
-    assert ["pip", "install", "--no-cache-dir", "--no-deps", "."] == installs[-1][:5]
+    assert installs[-1][:5] == ["pip", "install", "--no-cache-dir", "--no-deps", "."]
     entry = yaml.safe_load(next(args for op, args in steps if op == "ENTRYPOINT"))
     assert entry == ["python", "-m", "labkit.agent"]
     # Those distributions (and what they require) are enough to start the agent's kernel backend: run its imports
@@ -156,7 +156,7 @@ def test_workshop_dockerfile_documents_its_run_line_with_the_capabilities_it_nee
     assert line
     words = shlex.split(re.sub(r"\\\n#", " ", line[1]))
     assert {"NET_ADMIN", "SYS_ADMIN"} <= {words[i + 1] for i, w in enumerate(words) if w == "--cap-add"}
-    assert "labkit/workshop" == words[-1]
+    assert words[-1] == "labkit/workshop"
     assert any(w.startswith("127.0.0.1:8888:8888") for w in words)  # Jupyter on loopback only
 
 
@@ -195,9 +195,14 @@ def test_agent_manifest_for_a_cluster_points_at_its_control_plane() -> None:
     assert container["image"] == "labkit/agent:test"
 
 
-def test_toolbox_manifest_runs_the_toolbox_image_in_the_namespace_given() -> None:
-    namespace, pod = yaml.safe_load_all(kind.toolbox_manifest("alice-labkit"))
-    assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "alice-labkit"}}
-    assert pod["metadata"]["namespace"] == "alice-labkit"
-    assert pod["spec"]["containers"][0]["image"] == images.TOOLBOX
-    assert images.TOOLBOX in images.LAB_IMAGES
+def test_node_helper_manifest_is_placed_on_the_node_given_with_the_host_network_and_pids() -> None:
+    pod = yaml.safe_load(incluster.helper_manifest("lab-worker2", "alice-labkit", DOCKER))
+    assert pod["metadata"] == {"name": "labkit-node-helper-lab-worker2", "namespace": "alice-labkit",
+                               "labels": {"app.kubernetes.io/name": "labkit-node-helper"}}
+    spec = pod["spec"]
+    assert spec["nodeName"] == "lab-worker2" and spec["hostNetwork"] and spec["hostPID"]
+    assert spec["activeDeadlineSeconds"] > 0  # lives only while it is used
+    container = spec["containers"][0]
+    assert container["image"] == images.NODE_HELPER and container["securityContext"] == {"privileged": True}
+    assert images.NODE_HELPER in images.LAB_IMAGES
+    assert re.fullmatch(r"python:3\.1[2-9][\w.-]*", images.NODE_HELPER)  # os.setns: Python >= 3.12

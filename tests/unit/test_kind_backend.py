@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import dns.message
 import pytest
 import yaml
 
 from labkit import cli, errors
 from labkit.agent.ipvsadm import render_list
 from labkit.backends import images, kind
+from labkit.backends.base import get_backend
+from labkit.dns.dig import resolve
 from tests.fakes import FakeTools, fake_tools, install  # noqa: F401
 from tests.fakes.tools import positionals
 
@@ -65,7 +67,12 @@ def test_up_makes_an_ipvs_cluster_and_waits_until_dns_answers(fake_tools: FakeTo
         "kind get clusters", "kind create cluster",  # pytest-kind's create
         *["docker image inspect"] * len(images.LAB_IMAGES),
         "kind load docker-image",                  # only the image Docker has
-        "kubectl wait", "kubectl rollout", "kubectl apply", "kubectl wait", "kubectl exec",
+        "kubectl wait", "kubectl rollout",         # nodes Ready, CoreDNS rolled out
+        "kubectl apply",                           # the labkit namespace
+        "kubectl get", "kubectl get",              # the first node; its helper pod (absent)
+        "kubectl get",                             # kube-dns's ClusterIP, the resolv.conf's nameserver
+        "kubectl apply", "kubectl wait",           # the node helper pod
+        "kubectl exec",                            # the query, from the node
     ]
     load = next(a for a in fake_tools.argvs("kind") if a[1:3] == ["load", "docker-image"])
     assert load == ["kind", "load", "docker-image", "--name", "labkit", images.AGNHOST]
@@ -74,9 +81,13 @@ def test_up_makes_an_ipvs_cluster_and_waits_until_dns_answers(fake_tools: FakeTo
     # Every kubectl call goes to the cluster's own kubeconfig, whatever KUBECONFIG says.
     assert all(f"--kubeconfig={kubeconfig}" in argv for argv in fake_tools.argvs("kubectl"))
     exec_argv = fake_tools.argvs("kubectl")[-1]
-    assert exec_argv[exec_argv.index("--") + 1:][-1] == "kubernetes.default.svc.cluster.local"
-    applied = fake_tools.state()["clusters"]["labkit"]["objects"]
-    assert applied["Pod/labkit/toolbox"]["spec"]["containers"][0]["image"] == images.TOOLBOX
+    command = exec_argv[exec_argv.index("--") + 1:]
+    assert command[:2] == ["python3", "-c"] and command[3:7] == ["-", "10.96.0.10", "53", "0"]
+    query = dns.message.from_wire(bytes.fromhex(command[-1]))
+    assert query.question[0].name.to_text() == "kubernetes.default.svc.cluster.local."
+    helper = fake_tools.state()["clusters"]["labkit"]["objects"]["Pod/labkit/labkit-node-helper-labkit-control-plane"]
+    assert helper["spec"]["nodeName"] == "labkit-control-plane" and helper["spec"]["hostNetwork"] is True
+    assert helper["spec"]["containers"][0]["image"] == images.NODE_HELPER
     assert not (tmp_path / ".pytest-kind").exists()  # pytest-kind would write into the current directory
     assert kind.load_info(home) == info
 
@@ -273,7 +284,7 @@ def test_ipvs_table_is_read_from_each_nodes_proc(fake_tools: FakeTools, tmp_path
 def test_ipvs_table_of_an_nftables_cluster_says_why_there_is_none(fake_tools: FakeTools,  # noqa: F811
                                                                   tmp_path: Path) -> None:
     info, _ = up(tmp_path / "home", proxy_mode="nftables")
-    with pytest.raises(errors.ClusterError, match=r"no IPVS table: .*kube-proxy in nftables mode"):
+    with pytest.raises(errors.Unavailable, match=r"runs kube-proxy in nftables mode: it has no IPVS table"):
         kind.ipvs_table(info)
 
 
@@ -291,13 +302,16 @@ def test_cli_up_status_kubeconfig_down(fake_tools: FakeTools, tmp_path: Path,  #
     home = tmp_path / "home"
     assert cli.main(["--home", str(home), "up", "--backend", "kind", "--nodes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "kind cluster 'labkit' is up" in out and f"export KUBECONFIG={home}/kind/kubeconfig" in out
+    assert out.startswith("labkit: kind cluster labkit is usable in ")
+    assert "(kube-proxy mode ipvs; nodes labkit-control-plane, labkit-worker)" in out
+    assert f"export KUBECONFIG={home}/kind/kubeconfig" in out
 
     assert cli.main(["--home", str(home), "kubeconfig"]) == 0
     assert capsys.readouterr().out == f"{home}/kind/kubeconfig\n"
     assert cli.main(["--home", str(home), "status"]) == 0
     status = capsys.readouterr().out
-    assert "kube-proxy, ipvs mode" in status and "node labkit-worker" in status
+    assert "proxy mode: ipvs\n" in status and "proxy:      kube-proxy in ipvs mode\n" in status
+    assert "cluster:    labkit\n" in status and "  node labkit-worker\n" in status
 
     assert cli.main(["--home", str(home), "up"]) == 1  # the embedded backend at a home holding a kind cluster
     assert "holds a kind cluster" in capsys.readouterr().err
@@ -322,3 +336,59 @@ def test_cli_images_lists_the_lab_images(capsys: pytest.CaptureFixture[str]) -> 
     assert cli.main(["images"]) == 0
     assert capsys.readouterr().out.splitlines() == list(images.LAB_IMAGES)
 
+
+
+# ------------------------------------------------------------------------------------------------ the Backend
+
+def test_backend_sends_queries_and_connections_from_the_pods_network_namespace(fake_tools: FakeTools,  # noqa: F811
+                                                                               tmp_path: Path) -> None:
+    backend = kind.KindBackend(tmp_path / "home", nodes=2, progress=quiet)
+    assert backend.start(timeout=30)
+    assert not backend.start(timeout=30)
+    fake_tools.add_pod("labkit", "lab1", "client", "labkit-worker", "10.244.1.5")
+    fake_tools.add_service("labkit", "web.lab1.svc.cluster.local.", "10.96.0.100", 80,
+                           [("web-a", "10.244.0.7"), ("web-b", "10.244.1.8")])
+    fake_tools.forget_calls()
+
+    result = resolve("web", transport=backend.dns_transport("client", "lab1"))
+    assert result.addresses == ["10.96.0.100"]
+    assert result.tries[0].name == "web.lab1.svc.cluster.local."  # the pod's own search list
+    query = fake_tools.argvs("kubectl")[-1]
+    assert "labkit-node-helper-labkit-worker" in query  # the helper on the pod's node
+    assert query[query.index("--") + 4] == "10.244.1.5/client"  # entering the pod's network namespace
+
+    answers = []
+    for _ in range(2):
+        with backend.http_connection("web", 80, from_pod="client", namespace="lab1") as conn:
+            answers.append(conn.request("/hostname", close=True))
+    assert [a.body for a in answers] == ["web-a", "web-b"] and all(a.status == 200 for a in answers)
+    assert answers[0].local is not None and answers[0].local[0] == "10.244.1.5"
+    assert answers[0].peer == ("10.96.0.100", 80)
+    # where IPVS sent each connection: the client node's /proc/net/ip_vs_conn, matched by the client's port
+    assert [a.destination for a in answers] == [("10.244.0.7", 80), ("10.244.1.8", 80)]
+    assert ["docker", "exec", "labkit-worker", "cat", "/proc/net/ip_vs_conn"] in fake_tools.argvs("docker")
+
+    with pytest.raises(ConnectionError, match=r"connect to 10\.96\.0\.200:80: Connection refused"):
+        backend.http_connection("10.96.0.200", 80, from_pod="client", namespace="lab1")
+
+    info = backend.describe()
+    assert (info.backend, info.proxy_mode, info.nodes) == ("kind", "ipvs", ("labkit-control-plane", "labkit-worker"))
+    assert info.server.startswith("https://127.0.0.1:") and info.kubeconfig == backend.kubeconfig
+    assert len(backend.ipvs_table()) == 4
+    assert backend.running()
+    assert backend.stop() and not backend.running()
+    with pytest.raises(errors.ClusterNotRunning):
+        backend.connect(timeout=5)
+
+
+def test_backend_refuses_a_second_mode_on_the_same_home(fake_tools: FakeTools, tmp_path: Path) -> None:  # noqa: F811
+    backend = kind.KindBackend(tmp_path / "home", progress=quiet)
+    backend.start(timeout=30)
+    with pytest.raises(errors.ClusterError, match="runs kube-proxy in ipvs mode, not nftables mode"):
+        backend.start(proxy_mode="nftables", timeout=30)
+
+
+def test_get_backend_makes_the_kind_backend(tmp_path: Path) -> None:
+    backend = get_backend("kind", home=tmp_path, cluster_name="x", nodes=3)
+    assert isinstance(backend, kind.KindBackend) and backend.options.nodes == 3
+    assert backend.kubeconfig == tmp_path / "kind" / "kubeconfig"
