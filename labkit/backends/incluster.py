@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -36,7 +36,12 @@ from labkit.backends import images, tools
 from labkit.dns import transports
 from labkit.dns.dig import EXEC_QUERY_SCRIPT
 
+if TYPE_CHECKING:
+    from labkit.agent.cli import HttpConnection
+    from labkit.agent.model import Connection
+
 HELPER_NAME = "labkit-node-helper"
+PROBE_NAME = "labkit-probe"
 
 # First argument: "IP/HOSTNAME" of the pod whose network namespace to enter, or "-" for the node's own. A
 # namespace qualifies when the IP is local there and its pod's UTS namespace has that hostname (the IP alone would
@@ -114,13 +119,22 @@ DNS_PROGRAM = "# labkit node helper: dns" + ENTER_NETNS + EXEC_QUERY_SCRIPT
 RELAY_PROGRAM = "# labkit node helper: relay" + ENTER_NETNS + RELAY_SCRIPT
 
 
-def helper_manifest(node: str, namespace: str, docker_dir: Any) -> str:
-    """docker/manifests/node-helper.yaml for `node`, in `namespace`."""
+def helper_manifest(node: str | None, namespace: str, docker_dir: Any) -> str:
+    """docker/manifests/node-helper.yaml for `node`, in `namespace`; with node None, the unprivileged *probe*: the
+    same Python in a plain pod of `namespace`, for a cluster that refuses privileged pods (it can only send
+    traffic from its own network namespace)."""
     pod = yaml.safe_load((docker_dir / "manifests" / "node-helper.yaml").read_text())
-    pod["metadata"]["name"] = helper_pod_name(node)
     pod["metadata"]["namespace"] = namespace
-    pod["spec"]["nodeName"] = node
     pod["spec"]["containers"][0]["image"] = images.NODE_HELPER
+    if node is None:
+        pod["metadata"]["name"] = PROBE_NAME
+        pod["metadata"]["labels"] = {"app.kubernetes.io/name": PROBE_NAME}
+        for key in ("nodeName", "hostNetwork", "hostPID", "dnsPolicy", "tolerations"):
+            pod["spec"].pop(key)
+        del pod["spec"]["containers"][0]["securityContext"]
+    else:
+        pod["metadata"]["name"] = helper_pod_name(node)
+        pod["spec"]["nodeName"] = node
     return yaml.safe_dump(pod, sort_keys=False)
 
 
@@ -128,12 +142,18 @@ def helper_pod_name(node: str) -> str:
     return f"{HELPER_NAME}-{node}"[:63].rstrip("-.")
 
 
+# Why a pod cannot start, as kubelet reports it: waiting on these does not help.
+STUCK_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
 @dataclass
 class Place:
-    """Where a query or connection leaves from: a node's network namespace, or a pod's on that node."""
+    """Where a query or connection leaves from, and the pod whose Python sends it."""
 
-    node: str
-    target: str  # "IP/HOSTNAME" of the pod, or "-" for the node's own namespace
+    pod: str  # the helper (or probe) pod to exec in
+    node: str  # "" when unknown (the probe)
+    target: str  # "IP/HOSTNAME" of a pod's network namespace to enter, or "-" for the exec'd pod's own
     label: str
 
 
@@ -146,19 +166,23 @@ class InCluster:
     docker_dir: Any
     timeout: float = 120.0
     _ready: set[str] = field(default_factory=set)
+    _refused: str | None = None  # why this cluster refuses helper pods
     _cluster_dns: str | None = None
 
     # -- the cluster's facts ----------------------------------------------------------------------------------
 
     def nodes(self) -> list[str]:
         """Node names, control-plane nodes first."""
-        items = json.loads(self.kubectl("get", "nodes", "-o", "json", timeout=60).stdout)["items"]
+        proc = self.kubectl("get", "nodes", "-o", "json", check=False, timeout=60)
+        if proc.returncode != 0:
+            raise errors.Unavailable(f"the nodes cannot be listed: {tools.last_words(proc.stderr)}")
 
-        def control_plane(node: dict) -> bool:
-            return any(k.startswith("node-role.kubernetes.io/control-plane") for k in node["metadata"].get("labels",
-                                                                                                         {}))
-        return [n["metadata"]["name"] for n in sorted(items, key=lambda n: (not control_plane(n),
-                                                                             n["metadata"]["name"]))]
+        def order(node: dict) -> tuple[bool, str]:
+            labels = node["metadata"].get("labels") or {}
+            return (not any(k.startswith("node-role.kubernetes.io/control-plane") for k in labels),
+                    node["metadata"]["name"])
+
+        return [n["metadata"]["name"] for n in sorted(json.loads(proc.stdout)["items"], key=order)]
 
     def pod(self, name: str, namespace: str) -> dict[str, Any]:
         proc = self.kubectl("-n", namespace, "get", "pod", name, "-o", "json", check=False, timeout=60)
@@ -169,38 +193,68 @@ class InCluster:
     def cluster_dns(self) -> str:
         """The kube-dns Service's ClusterIP (10.96.0.10 on kind; another on other clusters)."""
         if self._cluster_dns is None:
-            self._cluster_dns = self.kubectl("-n", "kube-system", "get", "service", "kube-dns", "-o",
-                                             "jsonpath={.spec.clusterIP}", timeout=60).stdout.strip()
+            proc = self.kubectl("-n", "kube-system", "get", "service", "kube-dns", "-o",
+                                "jsonpath={.spec.clusterIP}", check=False, timeout=60)
+            self._cluster_dns = proc.stdout.strip() if proc.returncode == 0 else transports.CLUSTER_DNS
         return self._cluster_dns
 
     # -- helper pods -------------------------------------------------------------------------------------------
 
     def helper(self, node: str) -> str:
-        """The running helper pod on `node` (made, or remade once its deadline passed)."""
-        name = helper_pod_name(node)
-        if node in self._ready:
+        """The running helper pod on `node` (made, or remade once its deadline passed); `errors.Unavailable`
+        with the cluster's reason when it refuses or cannot run it."""
+        if self._refused:
+            raise errors.Unavailable(self._refused)
+        try:
+            return self._running(helper_pod_name(node), node)
+        except errors.Unavailable as exc:
+            self._refused = f"looking inside node {node} needs a privileged pod with the host's network: {exc}"
+            raise errors.Unavailable(self._refused) from None
+
+    def probe(self) -> str:
+        """The unprivileged probe pod of `namespace`."""
+        return self._running(PROBE_NAME, None)
+
+    def _running(self, name: str, node: str | None) -> str:
+        if name in self._ready:
             return name
-        proc = self.kubectl("-n", self.namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}",
-                            check=False, timeout=60)
-        if proc.returncode == 0 and proc.stdout.strip() in ("Failed", "Succeeded"):
+        phase = self.kubectl("-n", self.namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}",
+                             check=False, timeout=60)
+        if phase.returncode == 0 and phase.stdout.strip() in ("Failed", "Succeeded"):  # past its deadline
             self.kubectl("-n", self.namespace, "delete", "pod", name, "--wait=true", timeout=120)
-        if proc.returncode != 0 or proc.stdout.strip() != "Running":
+        if phase.returncode != 0 or phase.stdout.strip() != "Running":
             applied = self.kubectl("apply", "-f", "-", input=helper_manifest(node, self.namespace, self.docker_dir),
                                    check=False, timeout=120)
             if applied.returncode != 0:
-                raise errors.Unavailable(f"reading node {node} needs a privileged pod with the host's network, "
-                                         f"which this cluster refuses: {tools.last_words(applied.stderr)}")
-            self.kubectl("-n", self.namespace, "wait", "--for=condition=Ready", f"pod/{name}",
-                         f"--timeout={self.timeout:.0f}s", timeout=self.timeout + 30)
-        self._ready.add(node)
+                raise errors.Unavailable(f"the cluster refuses pod {self.namespace}/{name}: "
+                                         f"{tools.last_words(applied.stderr)}")
+            self._wait_ready(name)
+        self._ready.add(name)
         return name
 
-    def helper_exec(self, node: str, *argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("-n", self.namespace, "exec", self.helper(node), "--", *argv, check=False,
-                            timeout=timeout)
+    def _wait_ready(self, name: str) -> None:
+        """Poll the pod until it is Ready; give up at once when kubelet says it cannot start it."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            pod = self.pod(name, self.namespace)
+            status = pod.get("status") or {}
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                return
+            for container in status.get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in STUCK_REASONS:
+                    raise errors.Unavailable(f"pod {self.namespace}/{name} cannot start: {waiting['reason']}: "
+                                             f"{waiting.get('message', '')}".rstrip(": "))
+            if time.monotonic() > deadline:
+                raise errors.Unavailable(f"pod {self.namespace}/{name} was not Ready within {self.timeout:.0f}s "
+                                         f"(phase {status.get('phase', '?')})")
+            time.sleep(0.5)
+
+    def exec_in(self, pod: str, *argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("-n", self.namespace, "exec", pod, "--", *argv, check=False, timeout=timeout)
 
     def node_file(self, node: str, path: str) -> str:
-        proc = self.helper_exec(node, "cat", path)
+        proc = self.exec_in(self.helper(node), "cat", path)
         if proc.returncode != 0:
             raise FileNotFoundError(f"{path} on node {node}: {tools.last_words(proc.stderr)}")
         return proc.stdout
@@ -208,16 +262,24 @@ class InCluster:
     # -- where traffic leaves from ----------------------------------------------------------------------------
 
     def place(self, from_pod: str | None, namespace: str) -> Place:
-        if not from_pod:
-            return Place(self.nodes()[0], "-", "node")
-        pod = self.pod(from_pod, namespace)
-        status, spec = pod.get("status") or {}, pod.get("spec") or {}
-        if status.get("phase") != "Running" or not status.get("podIP"):
-            raise errors.ClusterError(f"pod {namespace}/{from_pod} is not running yet "
-                                      f"(phase {status.get('phase', '?')})")
-        hostname = spec.get("hostname") or pod["metadata"]["name"]
-        target = "-" if spec.get("hostNetwork") else f"{status['podIP']}/{hostname}"
-        return Place(spec["nodeName"], target, f"pod {namespace}/{from_pod}")
+        if from_pod:
+            pod = self.pod(from_pod, namespace)
+            status, spec = pod.get("status") or {}, pod.get("spec") or {}
+            if status.get("phase") != "Running" or not status.get("podIP"):
+                raise errors.ClusterError(f"pod {namespace}/{from_pod} is not running yet "
+                                          f"(phase {status.get('phase', '?')})")
+            hostname = spec.get("hostname") or pod["metadata"]["name"]
+            target = "-" if spec.get("hostNetwork") else f"{status['podIP']}/{hostname}"
+            try:
+                helper = self.helper(spec["nodeName"])
+            except errors.Unavailable as exc:
+                raise errors.Unavailable(f"sending traffic from pod {namespace}/{from_pod}: {exc}") from None
+            return Place(helper, spec["nodeName"], target, f"pod {namespace}/{from_pod}")
+        try:
+            node = self.nodes()[0]
+            return Place(self.helper(node), node, "-", f"node {node}")
+        except errors.Unavailable:
+            return Place(self.probe(), "", "-", f"pod {self.namespace}/{PROBE_NAME}")
 
     def dns_transport(self, from_pod: str | None, namespace: str) -> HelperTransport:
         place = self.place(from_pod, namespace)
@@ -234,21 +296,20 @@ class InCluster:
         return HelperTransport(self, place, resolv_conf)
 
     def relay_argv(self, place: Place) -> list[str]:
-        return self.kubectl.argv("-n", self.namespace, "exec", "-i", self.helper(place.node), "--",
+        return self.kubectl.argv("-n", self.namespace, "exec", "-i", place.pod, "--",
                                  "python3", "-c", RELAY_PROGRAM, place.target)
 
 
 class HelperTransport:
-    """labkit.dns.dig's Transport, sending each query from a node's or a pod's network namespace via its helper."""
+    """labkit.dns.dig's Transport, sending each query from a node's or a pod's network namespace via a helper."""
 
     def __init__(self, cluster: InCluster, place: Place, resolv_conf: Callable[[], str]) -> None:
         self.cluster, self.place, self._resolv_conf = cluster, place, resolv_conf
         self.label = place.label
 
     def exchange(self, wire: bytes, server: str, port: int, tcp: bool, timeout: float) -> bytes:
-        proc = self.cluster.helper_exec(self.place.node, "python3", "-c", DNS_PROGRAM, self.place.target, server,
-                                        str(port), "1" if tcp else "0", str(timeout), wire.hex(),
-                                        timeout=timeout + 30)
+        proc = self.cluster.exec_in(self.place.pod, "python3", "-c", DNS_PROGRAM, self.place.target, server,
+                                    str(port), "1" if tcp else "0", str(timeout), wire.hex(), timeout=timeout + 30)
         if proc.returncode != 0:
             raise OSError(f"query from {self.label}: {tools.last_words(proc.stderr or proc.stdout)}")
         return bytes.fromhex(proc.stdout.strip())
@@ -338,3 +399,26 @@ class ExecSocket:
             self._proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
+
+
+def open_http(inside: InCluster, host: str, port: int, from_pod: str | None, namespace: str, timeout: float,
+              connections: Callable[[str], list[Connection]] | None) -> HttpConnection:
+    """An HTTP connection from a pod (or a node) through a relay in its network namespace; `connections(node)`
+    reads the node's IPVS connection table, where the reply's destination is looked up."""
+    from labkit.agent.cli import HttpConnection, resolve_host
+
+    transport = inside.dns_transport(from_pod, namespace)
+    address = resolve_host(host, transport)
+    argv = inside.relay_argv(transport.place)
+
+    def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
+        with contextlib.suppress(errors.LabkitError, OSError):
+            for conn in connections(transport.place.node) if connections and transport.place.node else []:
+                if conn.source == (local[0], local[1]) and not conn.template:
+                    return conn.destination
+        return None
+
+    def make_socket() -> Any:
+        return ExecSocket(argv)
+
+    return HttpConnection(make_socket, address, port, host if port == 80 else f"{host}:{port}", lookup, timeout)

@@ -22,7 +22,6 @@ and the tools need to find the cluster again). Facts: reference kind.md; kind v0
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import platform
@@ -44,7 +43,7 @@ from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
 from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import images, tools
 from labkit.backends.base import Backend, ClusterInfo
-from labkit.backends.incluster import ExecSocket, InCluster
+from labkit.backends.incluster import InCluster, open_http
 
 if TYPE_CHECKING:
     from labkit.agent.cli import HttpConnection
@@ -414,8 +413,7 @@ def wait_dns_answers(cluster: InCluster, deadline: float) -> None:
         if "10.96.0.1" in result.addresses:
             return
         said = f"it answered {result.addresses or 'no address'}"
-    raise errors.ClusterError(f"kind backend: the cluster DNS does not answer from node {transport.place.node} "
-                              f"({said})")
+    raise errors.ClusterError(f"kind backend: the cluster DNS does not answer from {transport.label} ({said})")
 
 
 # ------------------------------------------------------------------------------------------------ what the labs read
@@ -558,25 +556,3 @@ class KindBackend(Backend):
         table = (lambda node: ipvs_connections(info, node)) if info.proxy_mode == "ipvs" else None
         return open_http(self._inside(), host, port, from_pod, namespace, timeout, table)
 
-
-def open_http(inside: InCluster, host: str, port: int, from_pod: str | None, namespace: str, timeout: float,
-              connections: Callable[[str], list[Connection]] | None) -> HttpConnection:
-    """An HTTP connection from a pod (or a node) through a relay in its network namespace; `connections(node)`
-    reads the node's IPVS connection table, where the reply's destination is looked up."""
-    from labkit.agent.cli import HttpConnection, resolve_host
-
-    transport = inside.dns_transport(from_pod, namespace)
-    address = resolve_host(host, transport)
-    argv = inside.relay_argv(transport.place)
-
-    def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
-        with contextlib.suppress(errors.LabkitError, OSError):
-            for conn in connections(transport.place.node) if connections else []:
-                if conn.source == (local[0], local[1]) and not conn.template:
-                    return conn.destination
-        return None
-
-    def make_socket() -> Any:
-        return ExecSocket(argv)
-
-    return HttpConnection(make_socket, address, port, host if port == 80 else f"{host}:{port}", lookup, timeout)

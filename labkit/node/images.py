@@ -21,13 +21,14 @@ NGINX_MINOR_PATCH = {"1.19": "1.19.10", "1.20": "1.20.2", "1.21": "1.21.6", "1.2
                      "1.29": "1.29.1"}
 
 TOOLBOX_REPOS = {"busybox", "alpine", "debian", "ubuntu", "nicolaka/netshoot", "e2e-test-images/jessie-dnsutils",
-                 "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl"}
+                 "e2e-test-images/dnsutils", "kubernetes-e2e-test-images/dnsutils", "curlimages/curl",
+                 "python"}  # python: the node helper of the kind and kubeconfig backends (`kubectl exec … python3`)
 # Each toolbox image's default command (its Dockerfile's CMD). netshoot's is zsh; where the host has no zsh, bash,
 # which the image has too.
 TOOLBOX_CMD = {"busybox": ["sh"], "alpine": ["/bin/sh"], "debian": ["bash"], "ubuntu": ["/bin/bash"],
                "nicolaka/netshoot": ["zsh"] if shutil.which("zsh") else ["bash"],
                "e2e-test-images/jessie-dnsutils": ["bash"], "e2e-test-images/dnsutils": ["/bin/sh"],
-               "kubernetes-e2e-test-images/dnsutils": ["/bin/sh"]}
+               "kubernetes-e2e-test-images/dnsutils": ["/bin/sh"], "python": ["python3"]}
 PYTHON_KINDS = {"nginx", "agnhost", "webhost"}  # workloads the zygote's forked children run in Python
 
 # nginx-slim (kubernetes/ingress-nginx images/nginx-slim, the StatefulSet tutorial's image): the nginx release a
@@ -41,7 +42,7 @@ SUPPORTED = ("nginx[:tag] and registry.k8s.io/nginx-slim (an nginx-like web serv
              "registry.k8s.io/e2e-test-images/agnhost:<tag> with connect, dns-server-list, dns-suffix, etc-hosts, "
              "netexec, pause, porter, serve-hostname or test-webserver; "
              "registry.k8s.io/serve_hostname (its hostname on :9376); "
-             "busybox, alpine, debian, ubuntu, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
+             "busybox, alpine, debian, ubuntu, python, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
              "(toolbox images: their command runs as given, with the host's programs); "
              "registry.k8s.io/coredns/coredns (labkit's cluster DNS)")
 

@@ -457,7 +457,8 @@ def pod_view(cluster: dict, key: str, obj: dict) -> dict:
     node = spec.get("nodeName") or cluster["nodes"][0]["name"]
     node_ip = next(n["ip"] for n in cluster["nodes"] if n["name"] == node)
     ip = node_ip if spec.get("hostNetwork") else obj.get("podIP", "10.244.0.99")
-    return {**obj, "spec": {**spec, "nodeName": node}, "status": {"phase": "Running", "podIP": ip}}
+    return {**obj, "spec": {**spec, "nodeName": node},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
 def kubectl_get(argv: list[str], words: list[str], cluster: dict, namespace: str) -> int:

@@ -70,8 +70,8 @@ def test_up_makes_an_ipvs_cluster_and_waits_until_dns_answers(fake_tools: FakeTo
         "kubectl wait", "kubectl rollout",         # nodes Ready, CoreDNS rolled out
         "kubectl apply",                           # the labkit namespace
         "kubectl get", "kubectl get",              # the first node; its helper pod (absent)
+        "kubectl apply", "kubectl get",            # the node helper pod, until Ready
         "kubectl get",                             # kube-dns's ClusterIP, the resolv.conf's nameserver
-        "kubectl apply", "kubectl wait",           # the node helper pod
         "kubectl exec",                            # the query, from the node
     ]
     load = next(a for a in fake_tools.argvs("kind") if a[1:3] == ["load", "docker-image"])
