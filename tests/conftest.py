@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from labkit import errors
 from labkit.backends import embedded
 
 T = TypeVar("T")
@@ -134,3 +135,150 @@ def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0, interval: fl
 def namespace_nft(nft_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of this test's own in the session's nftables-mode cluster."""
     yield from make_test_namespace(nft_cluster, request, prefix="n")
+
+
+# ------------------------------------------------------------------------------------------------ --backend
+
+BACKENDS = ("embedded", "kind", "kubeconfig")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("labkit", "the cluster the lab suite (tests/labs) and tests/kind run on")
+    group.addoption("--backend", choices=BACKENDS, default="embedded",
+                    help="embedded (default), kind (a kind cluster, made for the session) or kubeconfig "
+                         "(namespaces of the suite's own on the cluster --kubeconfig names)")
+    # pytest-kind-ng, when installed, already defines these (its names, its meanings): reuse them.
+    for flag, kwargs in (("--keep-cluster", {"action": "store_true",
+                                             "help": "keep the kind cluster after the session (reused next time)"}),
+                         ("--cluster-name", {"default": None, "help": "the kind cluster's name"}),
+                         ("--kind-image", {"default": None, "help": "a kindest/node image instead of the pinned one"}),
+                         ("--kind-bin", {"default": None, "help": "the kind executable (default: kind on PATH)"}),
+                         ("--kind-kubectl-bin", {"default": None, "help": "kubectl for kind (default: on PATH)"}),
+                         ("--kubeconfig", {"default": None, "help": "--backend kubeconfig: the cluster's kubeconfig"})):
+        try:
+            group.addoption(flag, **kwargs)
+        except ValueError:  # already added by pytest-kind-ng
+            pass
+
+
+def docker_unavailable() -> str | None:
+    """Why no kind cluster can be made here, or None when `docker info` succeeds and kind is on PATH."""
+    if shutil.which("docker") is None:
+        return "docker is not on PATH"
+    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"`docker info` fails here: {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
+    if shutil.which("kind") is None:
+        return "kind is not on PATH"
+    return None
+
+
+@dataclass
+class LabCluster:
+    """The cluster a session's labs run on: what `labkit.Lab.up()` finds through LABKIT_HOME and LABKIT_BACKEND."""
+
+    backend: Any  # labkit.backends.base.Backend
+    home: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"LABKIT_HOME": str(self.home), "LABKIT_BACKEND": self.backend.name}
+
+
+def _kind_backend(config: pytest.Config, home: Path, suffix: str = "", **options: Any) -> Any:
+    from labkit.backends.kind import KindBackend
+
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"no kind cluster here: {reason}")
+    return KindBackend(home, cluster_name=(config.getoption("cluster_name") or "labkit-tests") + suffix,
+                       image=config.getoption("kind_image"), kind_bin=config.getoption("kind_bin"),
+                       kubectl_bin=config.getoption("kind_kubectl_bin"), **options)
+
+
+def _kept_home(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A home that outlives the session when --keep-cluster asks (the next session reuses its cluster)."""
+    if config.getoption("keep_cluster"):
+        return tmp_path_factory.getbasetemp().parent / f"labkit-{name}"
+    return tmp_path_factory.mktemp(name) / "home"
+
+
+class LabClusters:
+    """The session's lab clusters of the backend `--backend` names, one per proxy mode, made when first asked."""
+
+    def __init__(self, config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.config, self.tmp_path_factory = config, tmp_path_factory
+        self.backend = config.getoption("backend")
+        self.made: dict[str, LabCluster] = {}
+
+    def get(self, mode: str = "ipvs") -> LabCluster:
+        if mode not in self.made:
+            self.made[mode] = self._start(mode)
+        return self.made[mode]
+
+    def _start(self, mode: str) -> LabCluster:
+        if self.backend == "embedded":
+            home = self.tmp_path_factory.mktemp(f"labs-{mode}") / "home"
+            backend: Any = embedded.EmbeddedBackend(home)
+        elif self.backend == "kind":
+            home = _kept_home(self.config, self.tmp_path_factory, f"kind-{mode}")
+            # two nodes: pods spread over them, and one table on every node
+            backend = _kind_backend(self.config, home, f"-{mode}" if mode != "ipvs" else "", nodes=2)
+        else:
+            from labkit.backends.kubeconfig import KubeconfigBackend
+
+            home = self.tmp_path_factory.mktemp("kubeconfig") / "home"
+            backend = KubeconfigBackend(home, kubeconfig=self.config.getoption("kubeconfig"), learner="labkit-tests")
+        try:
+            backend.start(proxy_mode=mode, timeout=900 if self.backend == "kind" else 180)
+        except errors.Unavailable as exc:  # a cluster that exists keeps its mode
+            backend.stop()
+            pytest.skip(str(exc))
+        return LabCluster(backend, home)
+
+    def stop(self) -> None:
+        keep = self.backend == "kind" and self.config.getoption("keep_cluster")
+        for cluster in self.made.values():
+            if not keep:
+                cluster.backend.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_clusters(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabClusters]:
+    """The lab suite's clusters (tests/labs): `clusters.get(mode)`."""
+    clusters = LabClusters(request.config, tmp_path_factory)
+    try:
+        yield clusters
+    finally:
+        clusters.stop()
+
+
+@pytest.fixture(scope="session")
+def kind_cluster_labkit_agent(request: pytest.FixtureRequest,
+                              tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """A second kind cluster, without kube-proxy: the labkit agent as a DaemonSet on two nodes (tests/kind)."""
+    home = _kept_home(request.config, tmp_path_factory, "kind-agent")
+    backend = _kind_backend(request.config, home, "-agent", nodes=2, proxy="labkit")
+    backend.start(timeout=1800)
+    try:
+        yield LabCluster(backend, home)
+    finally:
+        if not request.config.getoption("keep_cluster"):
+            backend.stop()
+
+
+@pytest.fixture(scope="session")
+def kind_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """A two-node kind cluster with kube-proxy in IPVS mode: the session's lab cluster under `--backend kind`,
+    else one of tests/kind's own (made wherever `docker info` succeeds, skipped elsewhere with the reason)."""
+    if request.config.getoption("backend") == "kind":
+        yield request.getfixturevalue("lab_clusters").get("ipvs")
+        return
+    home = _kept_home(request.config, tmp_path_factory, "kind")
+    backend = _kind_backend(request.config, home, nodes=2)
+    backend.start(timeout=900)
+    try:
+        yield LabCluster(backend, home)
+    finally:
+        if not request.config.getoption("keep_cluster"):
+            backend.stop()

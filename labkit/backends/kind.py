@@ -483,7 +483,7 @@ class KindBackend(Backend):
     def __repr__(self) -> str:
         return f"<KindBackend {self.options.name} at {self.home}>"
 
-    def _info(self) -> Info:
+    def info(self) -> Info:
         info = load_info(self.home)
         if info is None:
             raise errors.ClusterNotRunning(f"no kind cluster was made at {self.home}; "
@@ -502,7 +502,7 @@ class KindBackend(Backend):
         return started
 
     def connect(self, timeout: float = 60.0) -> None:
-        info = self._info()
+        info = self.info()
         if info.name not in list_clusters(info.kind):
             raise errors.ClusterNotRunning(f"the kind cluster {info.name!r} of {self.home} is gone; "
                                            "`labkit up --backend kind` makes it again")
@@ -522,7 +522,7 @@ class KindBackend(Backend):
         return state_dir(self.home) / "kubeconfig"
 
     def describe(self) -> ClusterInfo:
-        info = self._info()
+        info = self.info()
         server = yaml.safe_load(Path(info.kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
         return ClusterInfo(backend=self.name, server=server, kubeconfig=Path(info.kubeconfig),
                            proxy_mode=info.proxy_mode, nodes=tuple(info.cluster().node_names()),
@@ -531,20 +531,20 @@ class KindBackend(Backend):
 
     @property
     def proxy_mode(self) -> str:
-        return self._info().proxy_mode
+        return self.info().proxy_mode
 
     def stopped_what(self) -> str:
         return f"kind cluster {self.options.name!r} deleted"
 
     def ipvs_table(self) -> list[VirtualServer]:
-        return ipvs_table(self._info())
+        return ipvs_table(self.info())
 
     def ipvs_connections(self) -> list[Connection]:
-        return ipvs_connections(self._info())
+        return ipvs_connections(self.info())
 
     def _inside(self) -> InCluster:
         if self._incluster is None:
-            self._incluster = incluster(self._info())
+            self._incluster = incluster(self.info())
         return self._incluster
 
     def dns_transport(self, from_pod: str | None, namespace: str) -> Transport:
@@ -552,7 +552,7 @@ class KindBackend(Backend):
 
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:
-        info = self._info()
+        info = self.info()
         table = (lambda node: ipvs_connections(info, node)) if info.proxy_mode == "ipvs" else None
         return open_http(self._inside(), host, port, from_pod, namespace, timeout, table)
 

@@ -1,53 +1,34 @@
-"""Every lab, executed top to bottom in a fresh kernel against a private embedded cluster: one test per lab.
+"""Every lab, executed top to bottom in a fresh kernel against the session's cluster: one test per lab.
 
 A failing lab names the lab, the code cell and the assertion's message (the hint the learner would see).
-The cluster lives in a LABKIT_HOME of the session's own, never the user's; each lab makes and deletes a
+The cluster (tests/conftest.py `lab_clusters`: a private embedded cluster unless `pytest --backend kind|kubeconfig`)
+lives in a LABKIT_HOME of the session's own, never the user's; each lab makes and deletes a
 namespace of its own, so the labs run in any order against one cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from labkit import exercises, notebooks
-from labkit.backends import embedded
+from tests.conftest import LabClusters
 
 LABS = notebooks.sources()
 
 
-@pytest.fixture(scope="session")
-def lab_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """One cluster per proxy mode, started when the first lab needing it runs."""
-    homes: dict[str, Path] = {}
-    try:
-        yield homes
-    finally:
-        for home in homes.values():
-            embedded.down(home)
-
-
-def _lab_home(homes: dict[str, Path], mode: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if mode not in homes:
-        home = tmp_path_factory.mktemp(f"labs-{mode}") / "home"
-        homes[mode] = home
-        paths, _ = embedded.up(home, timeout=60, proxy_mode=mode)
-        embedded.wait_usable(paths, timeout=120)
-    return homes[mode]
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("path", LABS, ids=[p.stem for p in LABS])
-def test_lab(path: Path, lab_homes: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_lab(path: Path, lab_clusters: LabClusters) -> None:
     """The instructor build top to bottom, every check passing after its solution; and before each solution, the
     student's placeholder and a copy of the exercise's checks, which must fail with their hint (exercises.trial).
-    Against a cluster in the proxy mode the lab asks for."""
-    lab_home = _lab_home(lab_homes, notebooks.proxy_mode(path), tmp_path_factory)
+    Against a cluster in the proxy mode the lab asks for, of the backend `pytest --backend` names (embedded by
+    default)."""
+    cluster = lab_clusters.get(notebooks.proxy_mode(path))
     trial = exercises.trial(notebooks.read(path))
-    result = notebooks.run(path, timeout=180, nb=trial,
-                           env={"LABKIT_HOME": str(lab_home), "LABKIT_BACKEND": "embedded"})
+    result = notebooks.run(path, timeout=180 if cluster.backend.name == "embedded" else 600, nb=trial,
+                           env=cluster.env)
     if result.failure is not None:
         pytest.fail(f"lab {path.name} failed at {result.failure}", pytrace=False)
     problems = exercises.trial_failures(result.notebook)
