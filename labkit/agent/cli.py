@@ -296,7 +296,11 @@ def conntrack_destinations(home: Path) -> dict[tuple[str, int], tuple[str, int]]
     from labkit.node.names import Names
 
     netns = Names.netns_path(Names.for_home(home).node_netns)
-    text = run_in_netns(netns, lambda: Path("/proc/thread-self/net/nf_conntrack").read_text())
+    return parse_conntrack(run_in_netns(netns, lambda: Path("/proc/thread-self/net/nf_conntrack").read_text()))
+
+
+def parse_conntrack(text: str) -> dict[tuple[str, int], tuple[str, int]]:
+    """/proc/net/nf_conntrack (or `conntrack -L`) as {client address and port: where the DNAT sent it}."""
     out: dict[tuple[str, int], tuple[str, int]] = {}
     for line in text.splitlines():
         fields = line.split()

@@ -401,10 +401,19 @@ class ExecSocket:
                 self._proc.wait(timeout=10)
 
 
+Destinations = Callable[[str], "dict[tuple[str, int], tuple[str, int]]"]
+
+
+def ipvs_destinations(connections: list[Connection]) -> dict[tuple[str, int], tuple[str, int]]:
+    """An IPVS connection table as {client address and port: the real server IPVS chose}."""
+    return {c.source: c.destination for c in connections if not c.template}
+
+
 def open_http(inside: InCluster, host: str, port: int, from_pod: str | None, namespace: str, timeout: float,
-              connections: Callable[[str], list[Connection]] | None) -> HttpConnection:
-    """An HTTP connection from a pod (or a node) through a relay in its network namespace; `connections(node)`
-    reads the node's IPVS connection table, where the reply's destination is looked up."""
+              destinations: Destinations | None) -> HttpConnection:
+    """An HTTP connection from a pod (or a node) through a relay in its network namespace; `destinations(node)`
+    reads the node's connection table (IPVS's, or conntrack's in nftables mode), where each reply's destination is
+    looked up."""
     from labkit.agent.cli import HttpConnection, resolve_host
 
     transport = inside.dns_transport(from_pod, namespace)
@@ -412,10 +421,10 @@ def open_http(inside: InCluster, host: str, port: int, from_pod: str | None, nam
     argv = inside.relay_argv(transport.place)
 
     def lookup(local: tuple[str, int]) -> tuple[str, int] | None:
+        if destinations is None or not transport.place.node:
+            return None
         with contextlib.suppress(errors.LabkitError, OSError):
-            for conn in connections(transport.place.node) if connections and transport.place.node else []:
-                if conn.source == (local[0], local[1]) and not conn.template:
-                    return conn.destination
+            return destinations(transport.place.node).get((local[0], local[1]))
         return None
 
     def make_socket() -> Any:

@@ -39,11 +39,12 @@ from pytest_kind import KindCluster as PytestKindCluster
 
 import labkit
 from labkit import errors
+from labkit.agent.cli import parse_conntrack
 from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
 from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import images, tools
 from labkit.backends.base import Backend, ClusterInfo
-from labkit.backends.incluster import InCluster, open_http
+from labkit.backends.incluster import InCluster, ipvs_destinations, open_http
 
 if TYPE_CHECKING:
     from labkit.agent.cli import HttpConnection
@@ -553,6 +554,25 @@ class KindBackend(Backend):
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:
         info = self.info()
-        table = (lambda node: ipvs_connections(info, node)) if info.proxy_mode == "ipvs" else None
-        return open_http(self._inside(), host, port, from_pod, namespace, timeout, table)
+
+        def destinations(node: str) -> dict[tuple[str, int], tuple[str, int]]:
+            if info.proxy_mode == "ipvs":
+                return ipvs_destinations(ipvs_connections(info, node))
+            return parse_conntrack(node_file(info, node, "/proc/net/nf_conntrack"))
+
+        return open_http(self._inside(), host, port, from_pod, namespace, timeout, destinations)
+
+    def nft(self, args: list[str]) -> str:
+        """`nft ARGS` on the first node (kind's node image has nft), for listings only."""
+        info = self.info()
+        if not args or args[0] != "list":
+            raise errors.Unavailable(f"only nft listings are shown (`nft list …`), not `nft {' '.join(args)}`")
+        if info.proxy_mode != "nftables":
+            raise errors.Unavailable(f"the cluster runs {describe_proxy(info)}: kube-proxy made no nftables rules "
+                                     "(`nft list table ip kube-proxy` finds no table)")
+        proc = tools.run([info.docker, "exec", f"{info.name}-control-plane", "nft", *args], check=False, timeout=30)
+        if proc.returncode != 0:
+            raise errors.ClusterError(f"nft {' '.join(args)} on node {info.name}-control-plane: "
+                                      f"{tools.last_words(proc.stderr)}")
+        return proc.stdout
 

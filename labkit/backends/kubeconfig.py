@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 import yaml
 
 from labkit import errors
+from labkit.agent.cli import parse_conntrack
 from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
 from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import tools
 from labkit.backends.base import Backend, ClusterInfo
-from labkit.backends.incluster import InCluster, open_http
+from labkit.backends.incluster import InCluster, ipvs_destinations, open_http
 
 if TYPE_CHECKING:
     from labkit.agent.cli import HttpConnection
@@ -313,10 +314,12 @@ class KubeconfigBackend(Backend):
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:
         inside = self.inside()
+        mode = self.proxy_mode
 
-        def connections(node: str) -> list[Connection]:
-            return parse_proc_connections(inside.node_file(node, "/proc/net/ip_vs_conn"))
+        def destinations(node: str) -> dict[tuple[str, int], tuple[str, int]]:
+            if mode == "ipvs":
+                return ipvs_destinations(parse_proc_connections(inside.node_file(node, "/proc/net/ip_vs_conn")))
+            return parse_conntrack(inside.node_file(node, "/proc/net/nf_conntrack"))
 
-        return open_http(inside, host, port, from_pod, namespace, timeout,
-                         connections if self.proxy_mode == "ipvs" else None)
+        return open_http(inside, host, port, from_pod, namespace, timeout, destinations)
 

@@ -285,6 +285,11 @@ def docker_exec(node_name: str, command: list[str], state: State) -> int:
                 if command == ["cat", "/proc/net/ip_vs_conn"] and proc_ip_vs(cluster, node) is not None:
                     out(proc_ip_vs_conn(cluster, node))
                     return 0
+                if command == ["cat", "/proc/net/nf_conntrack"]:
+                    out(proc_nf_conntrack(cluster, node))
+                    return 0
+                if command[:1] == ["nft"]:
+                    return node_nft(cluster, command[1:])
                 if command == ["cat", "/proc/net/ip_vs"]:
                     text = proc_ip_vs(cluster, node)
                     if text is None:
@@ -334,6 +339,33 @@ def proc_ip_vs_conn(cluster: dict, node: dict) -> str:
             lines.append(f"TCP {hex_address(*conn['source'])} {hex_address(*conn['virtual'])} "
                          f"{hex_address(*conn['destination'])} {'TIME_WAIT':<11} {119:7d}\n")
     return "".join(lines)
+
+
+def proc_nf_conntrack(cluster: dict, node: dict) -> str:
+    """/proc/net/nf_conntrack: the relayed connections that left from this node, DNATed to their pod."""
+    return "".join(
+        f"ipv4     2 tcp      6 117 TIME_WAIT src={c['source'][0]} dst={c['virtual'][0]} sport={c['source'][1]} "
+        f"dport={c['virtual'][1]} src={c['destination'][0]} dst={c['source'][0]} sport={c['destination'][1]} "
+        f"dport={c['source'][1]} [ASSURED] mark=0 zone=0 use=2\n"
+        for c in cluster.get("conns", []) if c["node"] == node["name"])
+
+
+NFT_TABLE = """table ip kube-proxy {
+\tcomment "rules for kube-proxy"
+\tchain services {
+\t\tip daddr . meta l4proto . th dport vmap @service-ips
+\t}
+}
+"""
+
+
+def node_nft(cluster: dict, args: list[str]) -> int:
+    """nft on a node: kube-proxy's table exists in nftables mode only (nft's own error otherwise)."""
+    if args == ["list", "table", "ip", "kube-proxy"] and cluster["kubeProxyMode"] == "nftables":
+        out(NFT_TABLE)
+        return 0
+    err(f"Error: No such file or directory\n{' '.join(args)}\n" + "^" * len(" ".join(args)) + "\n")
+    return 1
 
 
 # ------------------------------------------------------------------------------------------------ kubectl

@@ -392,3 +392,29 @@ def test_get_backend_makes_the_kind_backend(tmp_path: Path) -> None:
     backend = get_backend("kind", home=tmp_path, cluster_name="x", nodes=3)
     assert isinstance(backend, kind.KindBackend) and backend.options.nodes == 3
     assert backend.kubeconfig == tmp_path / "kind" / "kubeconfig"
+
+
+def test_nftables_mode_lists_kube_proxys_table_and_finds_destinations_in_conntrack(
+        fake_tools: FakeTools, tmp_path: Path) -> None:  # noqa: F811
+    backend = kind.KindBackend(tmp_path / "home", progress=quiet)
+    backend.start(proxy_mode="nftables", timeout=30)
+    assert backend.nft(["list", "table", "ip", "kube-proxy"]).startswith("table ip kube-proxy {")
+    assert fake_tools.argvs("docker")[-1] == ["docker", "exec", "labkit-control-plane", "nft", "list", "table", "ip",
+                                              "kube-proxy"]
+    with pytest.raises(errors.Unavailable, match="only nft listings"):
+        backend.nft(["flush", "ruleset"])
+    with pytest.raises(errors.Unavailable, match="no IPVS table"):
+        backend.ipvs_table()
+    fake_tools.add_service("labkit", "web.default.svc.cluster.local.", "10.96.0.100", 80, [("web-a", "10.244.0.7")])
+    with backend.http_connection("web", 80, from_pod=None, namespace="default") as conn:
+        reply = conn.request("/", close=True)
+    assert reply.body == "web-a" and reply.local is not None and reply.local[0] == "172.18.0.2"  # from the node
+    assert reply.destination == ("10.244.0.7", 80)
+    assert ["docker", "exec", "labkit-control-plane", "cat", "/proc/net/nf_conntrack"] in fake_tools.argvs("docker")
+
+
+def test_nft_on_an_ipvs_cluster_says_there_are_no_rules(fake_tools: FakeTools, tmp_path: Path) -> None:  # noqa: F811
+    backend = kind.KindBackend(tmp_path / "home", progress=quiet)
+    backend.start(timeout=30)
+    with pytest.raises(errors.Unavailable, match="runs kube-proxy in ipvs mode: kube-proxy made no nftables rules"):
+        backend.nft(["list", "table", "ip", "kube-proxy"])
