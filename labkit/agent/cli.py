@@ -58,9 +58,12 @@ def ipvs_main(argv: list[str], home: Path) -> int:
         p.error("--stats and --rate are exclusive (ipvsadm: multiple options)")
     if args.connections:
         return _connections_main(args, home)
+    other = _other_backend(home)
     if args.proc:
         text = sys.stdin.read() if args.proc == "-" else Path(args.proc).read_text()
         table: list[VirtualServer] = parse_proc(text)
+    elif other is not None:
+        table = other.ipvs_table()  # a kind or existing cluster: its first node's /proc/net/ip_vs
     else:
         path = control_socket(home)
         try:
@@ -76,6 +79,13 @@ def ipvs_main(argv: list[str], home: Path) -> int:
     return 0
 
 
+def _other_backend(home: Path) -> Any:
+    """The kind or kubeconfig backend `home` holds, or None for the embedded cluster."""
+    from labkit.backends import homes
+
+    return homes.backend_for(home) if homes.backend_at(home) != "embedded" else None
+
+
 def read_connections(home: Path) -> list[Connection]:
     """The agent's connection table (control socket `conns`)."""
     return [Connection.from_dict(c) for c in control.request(str(control_socket(home)), "conns")["conns"]]
@@ -85,6 +95,8 @@ def _connections_main(args: argparse.Namespace, home: Path) -> int:
     if args.proc:
         text = sys.stdin.read() if args.proc == "-" else Path(args.proc).read_text()
         conns = parse_proc_connections(text)
+    elif (other := _other_backend(home)) is not None:
+        conns = other.ipvs_connections()
     else:
         try:
             conns = read_connections(home)

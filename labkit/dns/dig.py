@@ -634,9 +634,12 @@ def dig_main(argv: list[str] | None = None, home: str | Path | None = None) -> i
     try:
         transport: Transport | None = None
         if home is not None:
+            from labkit.backends import homes
             from labkit.dns import transports as tr
 
-            if tr.embedded_running(home):
+            if homes.backend_at(Path(home)) != "embedded":  # kind, or a cluster that exists: through its helpers
+                transport = homes.backend_for(Path(home)).dns_transport(args.from_pod, args.namespace)
+            elif tr.embedded_running(home):
                 transport = (tr.pod_transport(args.from_pod, args.namespace, home) if args.from_pod
                              else tr.node_transport(home, args.namespace))
         r = dig(

@@ -313,6 +313,11 @@ def test_cli_up_status_kubeconfig_down(fake_tools: FakeTools, tmp_path: Path,  #
     assert "proxy mode: ipvs\n" in status and "proxy:      kube-proxy in ipvs mode\n" in status
     assert "cluster:    labkit\n" in status and "  node labkit-worker\n" in status
 
+    assert cli.main(["--home", str(home), "ipvs"]) == 0
+    assert "TCP  10.96.0.1:443 rr\n  -> 172.18.0.2:6443" in capsys.readouterr().out
+    assert cli.main(["--home", str(home), "dig", "kubernetes.default.svc.cluster.local.", "--short"]) == 0
+    assert capsys.readouterr().out == "10.96.0.1\n"
+
     assert cli.main(["--home", str(home), "up"]) == 1  # the embedded backend at a home holding a kind cluster
     assert "holds a kind cluster" in capsys.readouterr().err
 
