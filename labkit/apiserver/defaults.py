@@ -525,5 +525,9 @@ def apply_defaults(kind: ResourceKind, obj: dict, old: dict | None = None) -> No
         _default_event(obj)
     elif k == ("", "Node"):
         _default_node(obj)
+    elif k == ("rbac.authorization.k8s.io", "ClusterRoleBinding"):
+        from labkit.apiserver.rbac import default_cluster_role_binding
+
+        default_cluster_role_binding(obj)
     elif k == ("", "Secret") and not obj.get("type"):
         obj["type"] = "Opaque"  # SetDefaults_Secret

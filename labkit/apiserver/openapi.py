@@ -38,6 +38,8 @@ _APPS_PREFIXES = ("Deployment", "ReplicaSet", "StatefulSet", "RollingUpdateDeplo
 _DISCOVERY_TYPES = {"EndpointSlice", "EndpointSliceList", "Endpoint", "EndpointConditions", "EndpointHints",
                     "ForZone", "ForNode"}
 _AUTOSCALING_TYPES = {"Scale", "ScaleSpec", "ScaleStatus"}
+_RBAC_TYPES = {"ClusterRole", "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "PolicyRule",
+               "AggregationRule", "RoleRef"}
 _BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "SuccessPolicy", "UncountedTerminatedPods")
 _AUTHENTICATION_TYPES = {"SelfSubjectReview", "SelfSubjectReviewStatus", "UserInfo"}
 _AUTHORIZATION_TYPES = {"SelfSubjectAccessReview", "SelfSubjectAccessReviewSpec", "SubjectAccessReviewStatus",
@@ -88,7 +90,7 @@ _INT_OR_STRING_SCHEMA = {
 def definition_name(model: str) -> str:
     """Upstream's definition name for a client model: V1ServiceSpec → io.k8s.api.core.v1.ServiceSpec."""
     for prefix, group in (("CoreV1", "core"), ("DiscoveryV1", "discovery"), ("AppsV1", "apps"),
-                          ("EventsV1", "events"), ("AutoscalingV1", "autoscaling")):
+                          ("EventsV1", "events"), ("AutoscalingV1", "autoscaling"), ("RbacV1", "rbac")):
         if model.startswith(prefix):
             return f"io.k8s.api.{group}.v1.{model[len(prefix):]}"
     base = model[2:] if model.startswith("V1") else model
@@ -106,6 +108,8 @@ def definition_name(model: str) -> str:
         return f"io.k8s.api.batch.v1.{base}"
     if base in _AUTOSCALING_TYPES:
         return f"io.k8s.api.autoscaling.v1.{base}"
+    if base in _RBAC_TYPES:
+        return f"io.k8s.api.rbac.v1.{base}"
     return f"io.k8s.api.core.v1.{base}"
 
 

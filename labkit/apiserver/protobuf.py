@@ -51,6 +51,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "Job"): "batch.Job",
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "rbac.ClusterRoleBinding",
     ("v1", "Status"): "meta.Status",
     ("meta.k8s.io/v1", "Status"): "meta.Status",
 }
@@ -526,6 +528,12 @@ meta.Status: 1 metadata meta.ListMeta o; 2 status s o; 3 message s o; 4 reason s
 meta.StatusCause: 1 reason s o; 2 message s o; 3 field s o;
 meta.StatusDetails: 1 name s o; 2 group s o; 3 kind s o; 6 uid s o; 4 causes r:meta.StatusCause o;
     5 retryAfterSeconds i o;
+rbac.AggregationRule: 1 clusterRoleSelectors r:meta.LabelSelector o;
+rbac.ClusterRole: 1 metadata meta.ObjectMeta o; 2 rules r:rbac.PolicyRule; 3 aggregationRule rbac.AggregationRule op;
+rbac.ClusterRoleBinding: 1 metadata meta.ObjectMeta o; 2 subjects r:rbac.Subject o; 3 roleRef rbac.RoleRef;
+rbac.PolicyRule: 1 verbs r:s; 2 apiGroups r:s o; 3 resources r:s o; 4 resourceNames r:s o; 5 nonResourceURLs r:s o;
+rbac.RoleRef: 1 apiGroup s; 2 kind s; 3 name s;
+rbac.Subject: 1 kind s; 2 apiGroup s o; 3 name s; 4 namespace s o;
 """
 
 

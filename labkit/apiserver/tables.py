@@ -251,6 +251,10 @@ def _workload_wide_columns(selector_model: str) -> list[dict[str, Any]]:
             _col("Selector", "string", _doc(selector_model, "selector"), priority=1)]
 
 
+# rbacv1beta1.ClusterRoleBinding's SwaggerDoc()["roleRef"] (the client models leave model-typed fields undocumented).
+_D_ROLE_REF = ("RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, "
+               "the Authorizer must return an error.")
+
 # Column sets whose descriptions come from the client models: built on first use.
 _LAZY_COLUMNS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "configmaps": lambda: [_name_col(), _col("Data", "string", _doc("V1ConfigMap", "data")), _age_col()],
@@ -258,6 +262,12 @@ _LAZY_COLUMNS: dict[str, Callable[[], list[dict[str, Any]]]] = {
                         _col("Data", "string", _doc("V1Secret", "data")), _age_col()],
     "serviceaccounts": lambda: [_name_col(), _col("Secrets", "string", _doc("V1ServiceAccount", "secrets")),
                                 _age_col()],
+    "clusterrolebindings": lambda: [
+        _name_col(), _col("Role", "string", _D_ROLE_REF), _age_col(),
+        _col("Users", "string", "Users in the clusterRoleBinding", priority=1),
+        _col("Groups", "string", "Groups in the clusterRoleBinding", priority=1),
+        _col("ServiceAccounts", "string", "ServiceAccounts in the clusterRoleBinding", priority=1),
+    ],
     "daemonsets": lambda: [
         _name_col(),
         _col("Desired", "integer", _doc("V1DaemonSetStatus", "desiredNumberScheduled")),
@@ -898,6 +908,19 @@ def _print_serviceaccount(obj: dict[str, Any], now: datetime) -> list[Any]:
     return [meta.get("name", ""), len(obj.get("secrets") or []), _since(meta.get("creationTimestamp"), now)]
 
 
+def _print_clusterrolebinding(obj: dict[str, Any], now: datetime) -> list[Any]:
+    """printRoleBinding: the role as Kind/name; users, groups and service accounts (namespace/name) when wide."""
+    meta, ref = _meta(obj), obj.get("roleRef") or {}
+    subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
+
+    def names(kind: str) -> str:
+        return ", ".join(f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount"
+                         else s.get("name", "") for s in subjects if s.get("kind") == kind)
+
+    return [meta.get("name", ""), f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            _since(meta.get("creationTimestamp"), now), names("User"), names("Group"), names("ServiceAccount")]
+
+
 def _print_daemonset(obj: dict[str, Any], now: datetime) -> list[Any]:
     meta, spec, status = _meta(obj), _spec(obj), _status(obj)
     tspec = _template_spec(obj)
@@ -993,6 +1016,7 @@ _PRINTERS: dict[str, Callable[[dict[str, Any], datetime], list[Any]]] = {
     "configmaps": _print_configmap,
     "secrets": _print_secret,
     "serviceaccounts": _print_serviceaccount,
+    "clusterrolebindings": _print_clusterrolebinding,
     "daemonsets": _print_daemonset,
     "jobs": _print_job,
     "cronjobs": _print_cronjob,

@@ -1514,6 +1514,11 @@ def validate(kind: ResourceKind, obj: dict, old: dict | None = None) -> list[dic
         from labkit.apiserver import validation_batch  # it builds on this module
 
         fn = getattr(validation_batch, _WORKLOAD_KINDS[(kind.group, kind.kind)])
+    if fn is None and kind.group == "rbac.authorization.k8s.io":
+        from labkit.apiserver import rbac  # it builds on this module
+
+        fn = {"ClusterRole": rbac.validate_cluster_role,
+              "ClusterRoleBinding": rbac.validate_cluster_role_binding}.get(kind.kind)
     if fn is None:
         return validate_object_meta(obj.get("metadata"), kind.namespaced, name_is_dns_subdomain)
     return fn(obj, old)

@@ -85,13 +85,13 @@ def test_node_access_says_why_it_is_unavailable(learner: KubeconfigBackend, kube
     for argv in (["create", "namespace", ns], ["run", "client", "--image=busybox:1.36", "--", "sleep", "3600"],
                  ["wait", "--for=condition=Ready", "pod/client", "--timeout=60s"]):
         subprocess.run([*kubectl, *argv], check=True, capture_output=True)
-    mode = learner.proxy_mode
-    assert mode == "unknown"  # no kube-proxy ConfigMap, no /proxyMode on the embedded node
+    assert learner.proxy_mode == "ipvs"  # kube-system/kube-proxy's config.conf, as kubeadm writes it
+    assert dict(learner.describe().details)["proxy"] == "kube-proxy in ipvs mode (kube-system/kube-proxy ConfigMap)"
     with pytest.raises(errors.Unavailable) as caught:
         learner.ipvs_table()
-    assert str(caught.value).startswith('kube-proxy runs in unknown mode on this cluster (Error from server '
-                                        '(NotFound): configmaps "kube-proxy" not found; looking inside node '
-                                        "labkit-control-plane needs a privileged pod with the host's network: ")
+    assert str(caught.value).startswith("looking inside node labkit-control-plane needs a privileged pod with the "
+                                        "host's network: ")
+    assert str(caught.value).endswith("(kube-proxy runs in ipvs mode here)")
     assert "does not run privileged containers" in str(caught.value)
     with pytest.raises(errors.Unavailable, match="needs a privileged pod"):
         learner.dns_transport("client", ns)
