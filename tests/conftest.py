@@ -253,18 +253,24 @@ def lab_clusters(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         clusters.stop()
 
 
+def _kind_session(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory, mode: str, suffix: str,
+                  timeout: float, **options: Any) -> Iterator[LabCluster]:
+    """A kind cluster for the session (kept with --keep-cluster), in the home LabClusters would use for it."""
+    home = _kept_home(config, tmp_path_factory, f"kind-{mode}")
+    backend = _kind_backend(config, home, suffix, nodes=2, **options)
+    backend.start(timeout=timeout)
+    try:
+        yield LabCluster(backend, home)
+    finally:
+        if not config.getoption("keep_cluster"):
+            backend.stop()
+
+
 @pytest.fixture(scope="session")
 def kind_cluster_labkit_agent(request: pytest.FixtureRequest,
                               tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     """A second kind cluster, without kube-proxy: the labkit agent as a DaemonSet on two nodes (tests/kind)."""
-    home = _kept_home(request.config, tmp_path_factory, "kind-agent")
-    backend = _kind_backend(request.config, home, "-agent", nodes=2, proxy="labkit")
-    backend.start(timeout=1800)
-    try:
-        yield LabCluster(backend, home)
-    finally:
-        if not request.config.getoption("keep_cluster"):
-            backend.stop()
+    yield from _kind_session(request.config, tmp_path_factory, "agent", "-agent", 1800, proxy="labkit")
 
 
 @pytest.fixture(scope="session")
@@ -274,11 +280,4 @@ def kind_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if request.config.getoption("backend") == "kind":
         yield request.getfixturevalue("lab_clusters").get("ipvs")
         return
-    home = _kept_home(request.config, tmp_path_factory, "kind")
-    backend = _kind_backend(request.config, home, nodes=2)
-    backend.start(timeout=900)
-    try:
-        yield LabCluster(backend, home)
-    finally:
-        if not request.config.getoption("keep_cluster"):
-            backend.stop()
+    yield from _kind_session(request.config, tmp_path_factory, "ipvs", "", 900)

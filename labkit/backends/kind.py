@@ -492,8 +492,12 @@ class KindBackend(Backend):
         return info
 
     def start(self, proxy_mode: str | None = None, timeout: float = 600.0) -> bool:
-        mode = proxy_mode or "ipvs"
+        if proxy_mode is not None and proxy_mode not in self.proxy_modes:
+            raise errors.Unavailable(f"the kind backend makes clusters with kube-proxy in "
+                                     f"{' or '.join(self.proxy_modes)} mode, not {proxy_mode}")
         existing = load_info(self.home)
+        # no mode asked: a cluster that exists is fine whatever its mode; a new one gets IPVS mode
+        mode = proxy_mode or (existing.proxy_mode if existing else "ipvs")
         if existing is not None and existing.proxy_mode != mode:
             raise errors.ClusterError(f"the kind cluster {existing.name!r} at {self.home} runs "
                                       f"{describe_proxy(existing)}, not {mode} mode: `labkit down` it first, "

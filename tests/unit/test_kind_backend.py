@@ -391,6 +391,9 @@ def test_backend_refuses_a_second_mode_on_the_same_home(fake_tools: FakeTools, t
     backend.start(timeout=30)
     with pytest.raises(errors.ClusterError, match="runs kube-proxy in ipvs mode, not nftables mode"):
         backend.start(proxy_mode="nftables", timeout=30)
+    assert not backend.start(timeout=30)  # no mode asked: the running cluster's
+    with pytest.raises(errors.Unavailable, match="not iptables"):
+        backend.start(proxy_mode="iptables", timeout=30)
 
 
 def test_get_backend_makes_the_kind_backend(tmp_path: Path) -> None:
