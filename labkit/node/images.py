@@ -42,7 +42,8 @@ SUPPORTED = ("nginx[:tag] and registry.k8s.io/nginx-slim (an nginx-like web serv
              "registry.k8s.io/e2e-test-images/agnhost:<tag> with connect, dns-server-list, dns-suffix, etc-hosts, "
              "netexec, pause, porter, serve-hostname or test-webserver; "
              "registry.k8s.io/serve_hostname (its hostname on :9376); "
-             "busybox, alpine, debian, ubuntu, python, nicolaka/netshoot, registry.k8s.io/e2e-test-images/jessie-dnsutils "
+             "busybox, alpine, debian, ubuntu, python, nicolaka/netshoot, "
+             "registry.k8s.io/e2e-test-images/jessie-dnsutils "
              "(toolbox images: their command runs as given, with the host's programs); "
              "registry.k8s.io/coredns/coredns (labkit's cluster DNS)")
 
