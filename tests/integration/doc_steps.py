@@ -14,14 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labkit.backends import embedded
-from tests.conftest import Cluster, kubectl_binary
+from tests.conftest import Cluster, kubectl_binary, wait_for
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "unshare", "nft")),
@@ -33,18 +33,6 @@ def not_on_main_yet(owner: str, missing: str) -> None:
     LABKIT_DOCS_RUN_PENDING=1 runs such steps anyway (to see which have landed)."""
     if os.environ.get("LABKIT_DOCS_RUN_PENDING") != "1":
         pytest.skip(f"not on main yet ({owner}): {missing}")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `predicate` until it returns something true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
@@ -94,7 +82,7 @@ class Page:
                 for p in pods)
             return pods if ok and len(self.pods(selector)) == count else None
 
-        return wait_until(ready, timeout, f"{count} ready pods of {selector}")
+        return wait_for(ready, f"{count} ready pods of {selector}", timeout)
 
     def wait_pod_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
         self.kubectl("wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s",

@@ -19,133 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table, wait_until
+from tests.conftest import wait_for
+from tests.doc_pages import CURLPOD, DEFAULT_CONF, NGINX_SECURE_APP, RUN_MY_NGINX
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
-
-RUN_MY_NGINX = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: my-nginx
-spec:
-  selector:
-    matchLabels:
-      run: my-nginx
-  replicas: 2
-  template:
-    metadata:
-      labels:
-        run: my-nginx
-    spec:
-      containers:
-      - name: my-nginx
-        image: nginx
-        ports:
-        - containerPort: 80
-"""
-
-DEFAULT_CONF = """server {
-        listen 80 default_server;
-        listen [::]:80 default_server ipv6only=on;
-
-        listen 443 ssl;
-
-        root /usr/share/nginx/html;
-        index index.html;
-
-        server_name localhost;
-        ssl_certificate /etc/nginx/ssl/tls.crt;
-        ssl_certificate_key /etc/nginx/ssl/tls.key;
-
-        location / {
-                try_files $uri $uri/ =404;
-        }
-}
-"""
-
-NGINX_SECURE_APP = """apiVersion: v1
-kind: Service
-metadata:
-  name: my-nginx
-  labels:
-    run: my-nginx
-spec:
-  type: NodePort
-  ports:
-  - port: 8080
-    targetPort: 80
-    protocol: TCP
-    name: http
-  - port: 443
-    protocol: TCP
-    name: https
-  selector:
-    run: my-nginx
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: my-nginx
-spec:
-  selector:
-    matchLabels:
-      run: my-nginx
-  replicas: 1
-  template:
-    metadata:
-      labels:
-        run: my-nginx
-    spec:
-      volumes:
-      - name: secret-volume
-        secret:
-          secretName: nginxsecret
-      - name: configmap-volume
-        configMap:
-          name: nginxconfigmap
-      containers:
-      - name: nginx
-        image: nginx
-        ports:
-        - containerPort: 443
-        - containerPort: 80
-        volumeMounts:
-        - mountPath: /etc/nginx/ssl
-          name: secret-volume
-        - mountPath: /etc/nginx/conf.d
-          name: configmap-volume
-"""
-
-CURLPOD = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: curl-deployment
-spec:
-  selector:
-    matchLabels:
-      app: curlpod
-  replicas: 1
-  template:
-    metadata:
-      labels:
-        app: curlpod
-    spec:
-      volumes:
-      - name: secret-volume
-        secret:
-          secretName: nginxsecret
-      containers:
-      - name: curlpod
-        command:
-        - sh
-        - -c
-        - while true; do sleep 1; done
-        image: curlimages/curl
-        volumeMounts:
-        - mountPath: /etc/nginx/ssl
-          name: secret-volume
-"""
-
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
@@ -301,7 +179,7 @@ def test_replace_with_the_secure_app(page: Page) -> None:
                                                                  'service "my-nginx" deleted\n')
     assert page.out("create", "-f", "-", input=NGINX_SECURE_APP) == ("service/my-nginx created\n"
                                                                      "deployment.apps/my-nginx created\n")
-    wait_until(lambda: len(page.pods("run=my-nginx")) == 1, 60, "the old pods to go")
+    wait_for(lambda: len(page.pods("run=my-nginx")) == 1, "the old pods to go", 60)
     pod = page.wait_pods_ready("run=my-nginx", 1, timeout=90)[0]
     page.state["secure_pod"] = pod["metadata"]["name"]
     out = page.out("get", "pods", "-l", "run=my-nginx", "-o", "custom-columns=POD_IP:.status.podIPs")

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, not_on_main_yet, table, wait_until
+from tests.conftest import wait_for
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, not_on_main_yet, table
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -241,4 +242,4 @@ def test_a_pod_reaches_itself_through_the_service_ip(page: Page) -> None:
 def test_clean_up(page: Page) -> None:
     assert page.out("delete", "service", "hostnames") == 'service "hostnames" deleted\n'
     assert page.out("delete", "deployment", "hostnames") == 'deployment.apps "hostnames" deleted\n'
-    wait_until(lambda: not page.pods("app=hostnames"), 60, "the hostnames pods to go")
+    wait_for(lambda: not page.pods("app=hostnames"), "the hostnames pods to go", 60)

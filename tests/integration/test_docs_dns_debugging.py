@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table, wait_until
+from tests.conftest import wait_for
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -122,7 +123,7 @@ def test_add_the_log_plugin_and_see_the_queries(page: Page) -> None:
         assert page.out("-n", "kube-system", "edit", "configmap", "coredns") == "configmap/coredns edited\n"
     corefile = page.json("get", "configmap", "coredns", "-n", "kube-system")["data"]["Corefile"]
     assert re.search(r"^\.:53 \{\n\s+log\n\s+errors\n", corefile, re.M), corefile
-    wait_until(lambda: "[INFO] Reloading complete" in coredns_logs(page), 60, "both coredns pods to reload")
+    wait_for(lambda: "[INFO] Reloading complete" in coredns_logs(page), "both coredns pods to reload", 60)
     ip = page.json("get", "pod", "dnsutils")["status"]["podIP"]
 
     def logged() -> list[re.Match[str]]:
@@ -130,7 +131,7 @@ def test_add_the_log_plugin_and_see_the_queries(page: Page) -> None:
         return [m for m in QUERY_LINE.finditer(coredns_logs(page))
                 if m["client"] == ip and m["name"] == "kubernetes.default.svc.cluster.local." and m["type"] == "A"]
 
-    line = wait_until(logged, 30, "nslookup's query in the coredns logs")[0]
+    line = wait_for(logged, "nslookup's query in the coredns logs", 30)[0]
     assert line["rcode"] == "NOERROR" and line["flags"] in ("qr,aa,rd", "qr,aa,rd,ra")
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, not_on_main_yet, wait_until
+from tests.conftest import wait_for
+from tests.integration.doc_steps import NEEDS_ROOT, Page, not_on_main_yet
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -127,7 +128,7 @@ def validate_dns_results(page: Page, pod: dict[str, Any], files: list[str], expe
         return bad
 
     try:
-        wait_until(lambda: not failed(through_api), 120, f"the probes' results {files}", interval=2)
+        wait_for(lambda: not failed(through_api), f"the probes' results {files}", 120, interval=2)
     finally:
         page.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
 

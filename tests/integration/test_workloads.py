@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.doc_steps import NEEDS_ROOT, Page, wait_until
+from tests.conftest import wait_for
+from tests.integration.doc_steps import NEEDS_ROOT, Page
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -38,8 +39,11 @@ def pod(name: str, image: str, *, args: list[str] | None = None, command: list[s
 
 def finished_logs(page: Page, name: str) -> tuple[str, str]:
     """(phase, logs) of a run-to-completion pod once it has finished."""
-    phase = wait_until(lambda: page.json("get", "pod", name)["status"].get("phase") in ("Succeeded", "Failed")
-                       and page.json("get", "pod", name)["status"]["phase"], 60, f"pod {name} to finish")
+    def finished() -> str | None:
+        phase = page.json("get", "pod", name)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(finished, f"pod {name} to finish", 60)
     return phase, page.out("logs", name)
 
 
@@ -130,8 +134,8 @@ def test_an_fqdn_over_64_characters_keeps_the_pod_pending_with_kubelets_event(pa
                    subdomain="busybox-subdomain", setHostnameAsFQDN=True))
     fqdn = f"{name}.busybox-subdomain.{page.ns}.svc.cluster.local"
     assert len(fqdn) > 64
-    events = wait_until(lambda: [e for e in page.events("toolong") if e["reason"] == "FailedCreatePodSandBox"],
-                        30, "the FailedCreatePodSandBox event")
+    events = wait_for(lambda: [e for e in page.events("toolong") if e["reason"] == "FailedCreatePodSandBox"],
+                      "the FailedCreatePodSandBox event", 30)
     assert events[0]["type"] == "Warning"
     assert events[0]["message"] == (
         f"Failed to create pod sandbox: failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} "

@@ -7,26 +7,7 @@ from pathlib import Path
 from labkit.node.images import image_files
 from labkit.node.workloads import nginx
 from labkit.node.workloads.http import Request
-
-# The "Connecting Applications with Services" tutorial's default.conf (its ConfigMap).
-TUTORIAL_CONF = """server {
-        listen 80 default_server;
-        listen [::]:80 default_server ipv6only=on;
-
-        listen 443 ssl;
-
-        root /usr/share/nginx/html;
-        index index.html;
-
-        server_name localhost;
-        ssl_certificate /etc/nginx/ssl/tls.crt;
-        ssl_certificate_key /etc/nginx/ssl/tls.key;
-
-        location / {
-                try_files $uri $uri/ =404;
-        }
-}
-"""
+from tests.doc_pages import DEFAULT_CONF as TUTORIAL_CONF
 
 
 def get(site: nginx.StaticSite, target: str, method: str = "GET", host: str = "10.244.0.5") -> tuple[int, dict, bytes]:
