@@ -1,5 +1,6 @@
 """The `labkit` command.
 
+    labkit lab [--port N] [--no-browser]      the front door: the cluster (started or reused) and JupyterLab on the labs
     labkit up [--proxy-mode ipvs|nftables]   start the embedded cluster (returns once the API answers)
     labkit up --backend kind [--nodes N] [--proxy labkit]   a kind cluster (Docker); returns once it is usable
     labkit up --backend kubeconfig [--context C] [--learner L]   namespaces of one's own on a cluster that exists
@@ -11,6 +12,7 @@
     labkit curl URL [--from POD] [--count N]       HTTP from inside the cluster: which pod answered
     labkit dig NAME [TYPE] [--from POD] [--json]   ask the cluster DNS, from inside the cluster
     labkit images                                  the container images the labs run, one per line
+    labkit handout [--student|--instructor] [--pdf] [-o DIR]   the labs executed, as HTML pages (and PDFs)
 
 Errors print one line (`labkit: <reason>`) and exit non-zero.
 """
@@ -148,6 +150,32 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace, extra: list[str]) -> int:
+    from labkit import frontdoor, notebooks
+
+    start = time.monotonic()
+    paths, started = embedded.up(_home(args), timeout=args.timeout)
+    embedded.wait_usable(paths, timeout=args.timeout)
+    print(f"labkit: embedded cluster {'started' if started else 'already running'} and usable in "
+          f"{time.monotonic() - start:.1f}s ({paths.home}); starting JupyterLab on {notebooks.LABS_DIR}", flush=True)
+    return frontdoor.serve(notebooks.LABS_DIR, paths.home, port=args.port,
+                           browser=False if args.no_browser else None, extra=extra)
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    from labkit import handout
+
+    build = "instructor" if args.instructor else "student"
+    out = Path(args.output or Path("handouts") / build).absolute()
+    made = handout.make(out, build=build, pdf=args.pdf)
+    for page in made.pages:
+        print(f"{page.html}" + (f"  {page.pdf.name}" if page.pdf else "") + f"  ({page.title})")
+    print(f"labkit: {build} handout of {len(made.pages)} labs: {made.index}"
+          + (f", {made.workshop_pdf}" if made.workshop_pdf else ""))
+    print("stages: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in made.stages.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="See what a Kubernetes Service configures.")
     parser.add_argument("--home", help="the cluster's state directory (default: $LABKIT_HOME or ~/.labkit)")
@@ -180,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     sub.add_parser("kubeconfig", help="print the kubeconfig's path").set_defaults(func=cmd_kubeconfig)
     sub.add_parser("images", help="the container images the labs run").set_defaults(func=cmd_images)
+    p = sub.add_parser("lab", help="start (or reuse) the cluster and JupyterLab on the labs",
+                       description="Arguments after `--` go to JupyterLab.")
+    p.add_argument("--port", type=int, default=8888, help="JupyterLab's port on 127.0.0.1 (busy: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="never open a browser (none is opened without a display)")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.set_defaults(func=cmd_lab, passthrough=True)
+    p = sub.add_parser("handout", help="execute the labs and write them as HTML pages (and PDFs)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--student", action="store_true", help="solutions replaced by placeholders (the default)")
+    which.add_argument("--instructor", action="store_true", help="solutions kept")
+    p.add_argument("--pdf", action="store_true", help="also one PDF per lab and one for the workshop (Chromium)")
+    p.add_argument("-o", "--output", help="the folder to write into (default: handouts/<build>)")
+    p.set_defaults(func=cmd_handout)
     # Tools with parsers of their own: they get the rest of the command line.
     for name, target, text in _TOOLS:
         sub.add_parser(name, add_help=False, help=text).set_defaults(tool=target)
@@ -205,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "tool", None):
             return _tool(args.tool)(rest, _home(args) or embedded.default_home())
+        if getattr(args, "passthrough", False) and rest[:1] == ["--"]:
+            return args.func(args, rest[1:])  # what follows `--` is JupyterLab's
+        if getattr(args, "passthrough", False) and not rest:
+            return args.func(args, [])
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         func: Callable[[argparse.Namespace], int] = args.func

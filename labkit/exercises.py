@@ -24,7 +24,7 @@ CHECK = "check"
 RAISES = "raises-exception"
 PLACEHOLDER_TRIAL = "student-placeholder"  # the trial's copies, told apart from the lab's own cells
 CHECK_TRIAL = "student-check"
-PLACEHOLDER = "# Your answer here: write it in this cell, run it, then run the check below.\n"
+PLACEHOLDER = "# Your answer here. Run it, then run the check below.\n"
 
 Build = Literal["student", "instructor"]
 BUILDS: tuple[Build, ...] = ("student", "instructor")

@@ -8,6 +8,7 @@ a fresh kernel — what the test suite (tests/labs) and the benchmark (bench/ben
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,7 +100,9 @@ def run(path: Path, *, timeout: float = 300.0, env: dict[str, str] | None = None
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})  # the kernel inherits this process's environment
     try:
-        client.execute()
+        # The kernel process's own stderr holds only ipykernel's start-up chatter ("running over TCP without
+        # encryption"); what a cell writes to stderr arrives as its output either way.
+        client.execute(stderr=subprocess.DEVNULL)
         failure = None
     except (CellExecutionError, CellTimeoutError) as exc:
         failure = _failure(nb, exc)

@@ -8,11 +8,12 @@ namespace of its own, so the labs run in any order against one cluster.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from labkit import exercises, notebooks
+from labkit import exercises, handout, notebooks
 from tests.conftest import LabClusters
 
 LABS = notebooks.sources()
@@ -62,3 +63,26 @@ def test_every_lab_ends_with_exercises() -> None:
             assert sources[e.solution] == exercises.PLACEHOLDER, f"{path.name}: solution in cell {e.solution} kept"
             assert all(sources[c] == nb.cells[c].source for c in e.checks), f"{path.name}: a check was changed"
         assert exercises.build(nb, "instructor").cells == nb.cells
+
+
+def test_the_index_lists_every_lab_in_order() -> None:
+    """labs/README.md, the first page JupyterLab opens, links every lab by its title, in the labs' order."""
+    index = (notebooks.LABS_DIR / "README.md").read_text()
+    links = re.findall(r"\[([^\]]+)\]\((\d\d-[^)]+\.md)\)", index)
+    expected = [(handout.lab_title(notebooks.read(p)), p.name) for p in LABS]
+    assert links == expected, "labs/README.md must link each lab by its `# ` title, in order"
+
+
+def test_saving_a_lab_in_jupyterlab_keeps_its_source() -> None:
+    """JupyterLab saves a lab through jupytext with the running kernel's spec, in its own key order, and jupytext
+    adds version lines unless labs/jupytext.toml filters them: each header must already be what a save writes, or
+    a learner's Ctrl-S rewrites every lab (tests/browser saves lab 1 to check the whole round trip)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    want = f"kernelspec:\n  name: python3\n  display_name: {spec.display_name}\n  language: {spec.language}\n"
+    config = (notebooks.LABS_DIR / "jupytext.toml").read_text()
+    assert "-jupytext.text_representation.jupytext_version" in config
+    for path in [*LABS, notebooks.LABS_DIR / "README.md"]:
+        header = path.read_text().split("\n---\n", 1)[0]
+        assert want in header + "\n", f"{path.name}: its header's kernelspec must read\n{want}"
