@@ -25,9 +25,12 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's chromium (./run installs it): a missing browser fails the test, it is not skipped."""
+    """Debian's chromium (./run installs it): a missing browser fails the test, it is not skipped.
+
+    Module-scoped, not session-scoped: while Playwright's sync API runs, this thread has a running event loop, and
+    the tests after these would find `asyncio.run()` refused."""
     with browser.chromium() as b:
         yield b
 
