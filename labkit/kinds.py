@@ -77,7 +77,7 @@ _ALL = (
                  subresources=("status", "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers",
                                "eviction", "binding")),
     ResourceKind("", "v1", "Service", "services", "service", True, ("svc",), ("all",),
-                 subresources=("status",),
+                 subresources=("status", "proxy"),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     ResourceKind("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
     ResourceKind("", "v1", "Event", "events", "event", True, ("ev",)),

@@ -136,7 +136,7 @@ def default_pod_spec(spec: dict) -> None:
     if not spec.get("schedulerName"):
         spec["schedulerName"] = "default-scheduler"
     host_network = bool(spec.get("hostNetwork"))
-    for key in ("containers", "initContainers"):
+    for key in ("containers", "initContainers", "ephemeralContainers"):
         for c in _dicts(spec.get(key)):
             _default_container(c, host_network)
     for vol in _dicts(spec.get("volumes")):

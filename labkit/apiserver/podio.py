@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from labkit import errors
+from labkit import errors, kinds
 
 ERROR_HEADER = "X-Stream-Error"  # where the node puts the reason of a refused upgrade (labkit.node.streaming)
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -106,6 +108,26 @@ class NodeStreams:
             await response.write_eof()
             return response
 
+    async def proxy(self, request: web.Request, ip: str, port: int, path: str) -> web.StreamResponse:
+        """Pass an HTTP request on to ip:port through the node, and its answer back."""
+        query = request.raw_path.partition("?")[2]
+        url = URL(f"http://node/proxy/{ip}/{port}/{path}" + (f"?{query}" if query else ""), encoded=True)
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("authorization", "host", "connection", "content-length", "transfer-encoding")}
+        try:
+            async with self._client().request(request.method, url, headers=headers, data=await request.read(),
+                                              allow_redirects=False, auto_decompress=False) as answer:
+                body = await answer.read()
+                if answer.status == 503 and ERROR_HEADER in answer.headers:
+                    raise errors.ServiceUnavailable(answer.headers[ERROR_HEADER])
+                out = web.Response(status=answer.status, reason=answer.reason, body=body)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        out.headers.add(name, value)
+                return out
+        except aiohttp.ClientError as exc:
+            raise errors.ServiceUnavailable(f"the node's streaming server does not answer: {exc}") from None
+
     async def _websocket(self, request: web.Request, path: str, protocols: tuple[str, ...]) -> web.StreamResponse:
         client = web.WebSocketResponse(protocols=protocols, max_msg_size=0, autoping=True)
         if not client.can_prepare(request).ok:
@@ -161,6 +183,71 @@ async def _relay(client: web.WebSocketResponse, node: aiohttp.ClientWebSocketRes
             await node.close()
         with contextlib.suppress(Exception):
             await client.close(code=node.close_code or 1000)
+
+
+def _split_name(raw: str) -> tuple[str, str, str]:
+    """SplitSchemeNamePort: `name`, `name:port`, `scheme:name:port`."""
+    parts = raw.split(":")
+    if len(parts) == 1:
+        return "", parts[0], ""
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    if len(parts) == 3 and parts[0] in ("", "http", "https"):
+        return parts[0], parts[1], parts[2]
+    raise errors.BadRequest(f"invalid request {raw!r}")
+
+
+def _no_https(scheme: str) -> None:
+    if scheme == "https":
+        raise errors.BadRequest("the embedded labkit cluster proxies http only")
+
+
+def pod_target(registry: Any, namespace: str, raw: str) -> tuple[str, int]:
+    """pods/proxy: the pod's IP and port (a number, a named container port, else the first container port)."""
+    scheme, name, port = _split_name(raw)
+    _no_https(scheme)
+    pod = registry.get(kinds.lookup("pods"), namespace, name)
+    ip = (pod.get("status") or {}).get("podIP") or ""
+    if not ip:
+        raise errors.BadRequest(f'pod "{name}" does not have an IP address')
+    if ip.startswith(("127.", "169.254.")):
+        raise errors.BadRequest("address not allowed")
+    ports = [p for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+    if not port:
+        return ip, int(ports[0]["containerPort"]) if ports else 80
+    if port.isdigit():
+        return ip, int(port)
+    named = next((p for p in ports if p.get("name") == port), None)
+    if named is None:
+        raise errors.BadRequest(f'port "{port}" not found in pod "{name}"')
+    return ip, int(named["containerPort"])
+
+
+def service_target(registry: Any, namespace: str, raw: str) -> tuple[str, int]:
+    """services/proxy: one of the Service's ready endpoints (chosen at random), on the port's target."""
+    scheme, name, port = _split_name(raw)
+    _no_https(scheme)
+    svc = registry.get(kinds.lookup("services"), namespace, name)
+    ports = (svc.get("spec") or {}).get("ports") or []
+    if port:
+        chosen = next((p for p in ports if p.get("name") == port or str(p.get("port")) == port), None)
+    else:
+        chosen = ports[0] if len(ports) == 1 else None
+    if chosen is None:
+        raise errors.ServiceUnavailable(f'no service port "{port}" found for service "{name}"')
+    try:
+        endpoints = registry.get(kinds.lookup("endpoints"), namespace, name)
+    except errors.NotFound:
+        endpoints = {}
+    candidates = []
+    for subset in endpoints.get("subsets") or []:
+        match = next((p for p in subset.get("ports") or [] if (p.get("name") or "") == (chosen.get("name") or "")),
+                     None)
+        if match is not None:
+            candidates += [(a["ip"], int(match["port"])) for a in subset.get("addresses") or []]
+    if not candidates:
+        raise errors.ServiceUnavailable(f'no endpoints available for service "{name}"')
+    return random.choice(candidates)
 
 
 def _node_error(status: int, message: str) -> errors.ApiError:

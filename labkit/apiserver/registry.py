@@ -199,11 +199,22 @@ class Registry:
             merged = _copy(old)
             merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
             new = merged
+        elif sub == "ephemeralcontainers":  # only what `kubectl debug` adds
+            merged = _copy(old)
+            merged.setdefault("spec", {})["ephemeralContainers"] = (new.get("spec") or {}).get("ephemeralContainers")
+            if merged["spec"]["ephemeralContainers"] is None:
+                merged["spec"].pop("ephemeralContainers")
+            new = merged
         elif kind.plural in _STATUS_SUBRESOURCE:  # main resource or /scale: status is not theirs to write
             if "status" in old:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
+        if kind.plural == "pods" and sub is None:  # ephemeral containers change through their subresource only
+            ecs = (old.get("spec") or {}).get("ephemeralContainers")
+            new.setdefault("spec", {}).pop("ephemeralContainers", None)
+            if ecs is not None:
+                new["spec"]["ephemeralContainers"] = ecs
         if kind.plural == "namespaces" and sub != "finalize":
             new.setdefault("spec", {})["finalizers"] = (old.get("spec") or {}).get("finalizers", [])
         if old_meta.get("deletionTimestamp"):

@@ -54,6 +54,7 @@ class Route:
     namespace: str | None
     name: str | None
     sub: str | None
+    subpath: str = ""  # what follows `proxy/` (pods/proxy, services/proxy)
 
 
 def _now() -> datetime:
@@ -162,13 +163,14 @@ class ApiServer:
             if candidate is not None and candidate.namespaced:
                 namespace, rest = rest[1], rest[2:]
         kind = kinds.BY_PLURAL.get((group, rest[0]))
-        if kind is None or kind.version != version or len(rest) > 3:
+        proxy = len(rest) > 3 and rest[2] == "proxy"
+        if kind is None or kind.version != version or (len(rest) > 3 and not proxy):
             raise errors.NotFound("the server could not find the requested resource")
         name = rest[1] if len(rest) >= 2 else None
-        sub = rest[2] if len(rest) == 3 else None
+        sub = rest[2] if len(rest) >= 3 else None
         if sub is not None and sub not in kind.subresources:
             raise errors.NotFound("the server could not find the requested resource")
-        return Route(kind, namespace, name, sub)
+        return Route(kind, namespace, name, sub, "/".join(rest[3:]))
 
     def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
         content_type = discovery.negotiate(request.headers.get("Accept", ""))
@@ -200,6 +202,8 @@ class ApiServer:
         kind = route.kind
         if route.sub in ("exec", "log", "attach", "portforward"):
             return await self._pod_io(request, route)
+        if route.sub == "proxy":
+            return await self._proxy(request, route)
         if not kind.stored:
             if method != "POST" or route.name is not None:
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
@@ -282,6 +286,24 @@ class ApiServer:
             raise errors.BadRequest(f"{route.sub} is not available: this API server does not know the node's "
                                     "streaming server")
         return await self.pod_streams.handle(request, pod, route.sub)
+
+    async def _proxy(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """pods/proxy and services/proxy: the target chosen here, the connection made by the node."""
+        if self.pod_streams is None:
+            raise errors.BadRequest("proxy is not available: this API server does not know the node's streaming "
+                                    "server")
+        if request.get("readonly") and request.method not in ("GET", "HEAD", "OPTIONS"):
+            raise errors.Forbidden(
+                f'{route.kind.plural} "{route.name}" is forbidden: User "{request["user"]}" cannot create resource '
+                f'"{route.kind.plural}/proxy" in API group "" in the namespace "{route.namespace}"')
+        from labkit.apiserver import podio
+
+        assert route.name is not None and route.namespace is not None
+        if route.kind.plural == "pods":
+            ip, port = podio.pod_target(self.registry, route.namespace, route.name)
+        else:
+            ip, port = podio.service_target(self.registry, route.namespace, route.name)
+        return await self.pod_streams.proxy(request, ip, port, route.subpath)
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod

@@ -730,6 +730,10 @@ def _validate_pod_update(new: dict, old: dict) -> list[Cause]:
         errs.append(invalid("spec.activeDeadlineSeconds", ads_new,
                             "must be less than or equal to previous value"))
     munged = json.loads(json.dumps(nspec))
+    # Ephemeral containers change through their subresource only (validate_ephemeral_update).
+    munged.pop("ephemeralContainers", None)
+    if "ephemeralContainers" in ospec:
+        munged["ephemeralContainers"] = ospec["ephemeralContainers"]
     for key in ("containers", "initContainers"):
         olds = _l(ospec.get(key))
         for i, c in enumerate(_l(munged.get(key))):
@@ -751,12 +755,53 @@ def _validate_pod_update(new: dict, old: dict) -> list[Cause]:
     return errs
 
 
+_EPHEMERAL_FORBIDDEN = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle")
+
+
+def _validate_ephemeral(spec: dict, field: str) -> list[Cause]:
+    """validateEphemeralContainers: container rules, names unique across the pod, no ports, probes or lifecycle,
+    a target that exists."""
+    ecs = _l(spec.get("ephemeralContainers"))
+    errs = _validate_containers(ecs, field, regular=False)
+    others = {_s(_d(c).get("name")) for key in ("containers", "initContainers") for c in _l(spec.get(key))}
+    regular = {_s(_d(c).get("name")) for c in _l(spec.get("containers"))}
+    for i, ec in enumerate(ecs):
+        ec, p = _d(ec), f"{field}[{i}]"
+        if _s(ec.get("name")) in others:
+            errs.append(duplicate(f"{p}.name", _s(ec.get("name"))))
+        for key in _EPHEMERAL_FORBIDDEN:
+            if ec.get(key):
+                errs.append(forbidden(f"{p}.{key}", "cannot be set for an Ephemeral Container"))
+        target = _s(ec.get("targetContainerName"))
+        if target and target not in regular:
+            errs.append({"reason": "FieldValueNotFound", "field": f"{p}.targetContainerName",
+                         "message": f'Not found: "{target}"'})
+    return errs
+
+
+def _validate_ephemeral_update(new: dict, old: dict) -> list[Cause]:
+    """ValidatePodEphemeralContainersUpdate: ephemeral containers are added, never changed or removed."""
+    errs: list[Cause] = []
+    news = {_s(_d(c).get("name")): c for c in _l(_d(new.get("spec")).get("ephemeralContainers"))}
+    for c in _l(_d(old.get("spec")).get("ephemeralContainers")):
+        name = _s(_d(c).get("name"))
+        if name not in news:
+            errs.append(forbidden("spec.ephemeralContainers", f'existing ephemeral containers "{name}" may not be '
+                                                               "removed"))
+        elif news[name] != c:
+            errs.append(forbidden("spec.ephemeralContainers", f'existing ephemeral containers "{name}" may not be '
+                                                               "changed"))
+    return errs
+
+
 def validate_pod(obj: dict, old: dict | None) -> list[Cause]:
     errs = validate_object_meta(obj.get("metadata"), True, name_is_dns_subdomain)
     errs += validate_pod_spec(obj.get("spec"), "spec")
+    errs += _validate_ephemeral(_d(obj.get("spec")), "spec.ephemeralContainers")
     if old is not None:
         errs = validate_object_meta_update(obj.get("metadata"), old.get("metadata")) + errs
         errs += _validate_pod_update(obj, old)
+        errs += _validate_ephemeral_update(obj, old)
     return errs
 
 

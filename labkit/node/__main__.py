@@ -25,7 +25,7 @@ async def _serve(kubeconfig: Path, home: Path, node_name: str) -> None:
     node = Node(home)
     kubelet = Kubelet(client, node, home, node_name)
     # kubelet's streaming server: exec, attach, logs, port-forward, which the API server proxies to.
-    streaming = StreamingServer(kubelet, node.zygote)
+    streaming = StreamingServer(kubelet, node.zygote, node.network.node_netns_path)
     await streaming.start(node.names.kubelet_socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

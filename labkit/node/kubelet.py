@@ -189,7 +189,9 @@ class PodWorker:
     def event(self, etype: str, reason: str, message: str, container: str | None = None) -> None:
         obj = {**self.pod, "apiVersion": "v1", "kind": "Pod"}
         if container:
-            obj["_fieldPath"] = f"spec.containers{{{container}}}"
+            ephemeral = any(c.get("name") == container for c in (self.pod.get("spec") or {}).get("ephemeralContainers")
+                            or [])
+            obj["_fieldPath"] = f"spec.{'ephemeralContainers' if ephemeral else 'containers'}{{{container}}}"
         # Sent after this sync's status write: the status is what a waiting client needs first.
         self._events.append((obj, etype, reason, message))
         if not self._in_sync:  # e.g. a probe's result between syncs
@@ -230,6 +232,11 @@ class PodWorker:
         for c in (pod.get("spec") or {}).get("containers") or []:
             if volumes_ready or self._state(c["name"]).running:
                 await self._sync_container(c)
+        for c in (pod.get("spec") or {}).get("ephemeralContainers") or []:
+            st = self._state(c["name"])
+            # An ephemeral container runs once and is never restarted (kubelet: restartPolicy Never).
+            if volumes_ready and not st.ever_ran and st.record is None:
+                await self._start_container(c, st, target=c.get("targetContainerName"))
         await self._write_status()
         return False
 
@@ -252,8 +259,10 @@ class PodWorker:
     def _adopt(self) -> None:
         self.adopted = True
         self.sandbox = self.kl.node.get_sandbox(self.pod)
-        api = {s["name"]: s for s in (self.pod.get("status") or {}).get("containerStatuses") or []}
-        for c in (self.pod.get("spec") or {}).get("containers") or []:
+        status, spec = self.pod.get("status") or {}, self.pod.get("spec") or {}
+        api = {s["name"]: s for key in ("containerStatuses", "ephemeralContainerStatuses")
+               for s in status.get(key) or []}
+        for c in (spec.get("containers") or []) + (spec.get("ephemeralContainers") or []):
             name = c["name"]
             st = self.containers.setdefault(name, ContainerState(name))
             rec = self.kl.records.get(container_id(self.uid, name))
@@ -307,7 +316,9 @@ class PodWorker:
             st.record = None
         await self._start_container(c, st)
 
-    async def _start_container(self, c: dict[str, Any], st: ContainerState) -> None:
+    async def _start_container(self, c: dict[str, Any], st: ContainerState, target: str | None = None) -> None:
+        """Start container `c`; `target` (an ephemeral container's targetContainerName) is the container whose
+        PID namespace it joins."""
         assert self.sandbox is not None
         name, image = c["name"], c.get("image", "")
         if time.time() < st.retry_at:
@@ -336,12 +347,20 @@ class PodWorker:
             self.event("Warning", "NotEnforced", f"The embedded labkit node does not enforce {what}", name)
         st.env = self.kl.node.container_env(self.sandbox, env, bool(c.get("tty")))
         st.security, st.working_dir = security, c.get("workingDir")
+        pid_target = None
+        if target:
+            target_state = self.containers.get(target)
+            if target_state is None or not target_state.running or target_state.record is None:
+                st.waiting = ("ContainerCreating", f"target container {target} is not running")
+                self.wake_at(time.time() + 1.0)
+                return
+            pid_target = int(target_state.record["pid"])
         cid = container_id(self.uid, name)
         rec = await self.kl.node.start_container(self.sandbox, name, workload, env, restart_count=st.restart_count,
                                                  working_dir=c.get("workingDir"), nice=st_mod.cpu_nice(self.pod),
                                                  mounts=mounts, security=security, image_files=image_files(image),
                                                  tty=bool(c.get("tty")), stdin=bool(c.get("stdin")),
-                                                 stdin_once=bool(c.get("stdinOnce")))
+                                                 stdin_once=bool(c.get("stdinOnce")), pid_target=pid_target)
         seen = self.kl.records.get(cid)
         if seen is not None and seen.get("pid") == rec["pid"] and not seen.get("running"):
             rec = {**rec, **seen}  # it already exited (the exit event overtook the spawn reply)
@@ -559,6 +578,7 @@ class PodWorker:
         if self.start_time is None:
             self.start_time = now
         statuses = [self._container_status(c) for c in spec.get("containers") or []]
+        ephemeral = [self._container_status(c) for c in spec.get("ephemeralContainers") or []]
         phase = st_mod.pod_phase(spec.get("restartPolicy") or "Always", statuses)
         old = pod.get("status") or {}
         status: dict[str, Any] = {
@@ -571,6 +591,8 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.sandbox.ip}]
         status["startTime"] = self.start_time
         status["containerStatuses"] = statuses
+        if ephemeral:
+            status["ephemeralContainerStatuses"] = ephemeral
         status["qosClass"] = old.get("qosClass") or st_mod.qos_class(pod)
         return status
 
@@ -741,6 +763,10 @@ class Kubelet:
                    "ImagePullBackOff": "trying and failing to pull image"}.get(reason, reason)
             raise StreamError(400, f'container "{container}" in pod "{name}" is waiting to start: {why}')
         return LogSource(folder / f"{st.restart_count}.log")
+
+    def pod_netns(self, pod: dict[str, Any]) -> str | None:
+        sandbox = self.node.get_sandbox(pod)
+        return sandbox.net_file if sandbox is not None else None
 
     def log_running(self, pod: dict[str, Any], container: str, source: LogSource) -> bool:
         if source.format == "raw":

@@ -88,11 +88,13 @@ class Node:
                               working_dir: str | None = None, nice: int = 0,
                               mounts: list[Mount] | None = None, security: Security | None = None,
                               image_files: dict[str, ImageFile] | None = None, tty: bool = False,
-                              stdin: bool = False, stdin_once: bool = False) -> dict[str, Any]:
+                              stdin: bool = False, stdin_once: bool = False,
+                              pid_target: int | None = None) -> dict[str, Any]:
         """Start a container in the pod: in a root filesystem and PID namespace of its own with `mounts` (its
         volumes) and `image_files` (the image's own files), as `security` says, with env as given plus
         PATH/HOSTNAME like a container runtime, at the pod's CPU weight `nice` (status.cpu_nice). The record has
-        `startError` when its process could not start."""
+        `startError` when its process could not start. With `pid_target` (an ephemeral container's target) it joins
+        the PID namespace of that process instead of having its own."""
         log = self.log_path(sandbox, container, restart_count)
         log.parent.mkdir(parents=True, exist_ok=True)
         full_env = self.container_env(sandbox, env, tty)
@@ -105,7 +107,7 @@ class Node:
                                       env=full_env, net=sandbox.net_file, uts=sandbox.uts_file, ipc=sandbox.ipc_file,
                                       working_dir=working_dir, nice=nice, rootfs=root.to_dict(),
                                       staging=str(self.names.rootfs_staging), security=security.to_dict(),
-                                      tty=tty, stdin=stdin, stdin_once=stdin_once)
+                                      tty=tty, stdin=stdin, stdin_once=stdin_once, pid_target=pid_target)
         # What a restarted node agent needs to adopt the container: its process, environment, privileges.
         meta = Path(sandbox.pod_dir) / "containers" / f"{container}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import secrets
+import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from labkit.node import crilog
+from labkit.netns import run_in_netns
+from labkit.node import crilog, portforward
 from labkit.node.shim import CLOSE, EXIT, RESIZE, STDERR, STDIN, STDOUT
 from labkit.node.zygote import SessionError, ZygoteClient
 
@@ -86,6 +88,9 @@ class PodRuntime(Protocol):
     def log_running(self, pod: dict[str, Any], container: str, source: LogSource) -> bool:
         """Whether that log may still grow (`kubectl logs -f` ends when it may not)."""
 
+    def pod_netns(self, pod: dict[str, Any]) -> str | None:
+        """The pod's network namespace file, None when it has no sandbox."""
+
 
 def _flag(query: Any, name: str) -> bool:
     return query.get(name) in ("true", "1", "True")
@@ -108,14 +113,10 @@ def internal_error(message: str) -> dict[str, Any]:
 class StreamingServer:
     """The node's streaming endpoints (one aiohttp application)."""
 
-    def __init__(self, runtime: PodRuntime, zygote: ZygoteClient,
-                 proxy: Callable[[web.Request, str, int, str], Awaitable[web.StreamResponse]] | None = None,
-                 port_forward: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]] | None = None
-                 ) -> None:
+    def __init__(self, runtime: PodRuntime, zygote: ZygoteClient, node_netns: str) -> None:
         self.runtime = runtime
         self.zygote = zygote
-        self.proxy = proxy
-        self.port_forward = port_forward
+        self.node_netns = node_netns
         self.app = web.Application(middlewares=[self._errors])
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         self.app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
@@ -296,18 +297,54 @@ class StreamingServer:
     # ---- port-forward and proxy ----
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         pod = self._pod(request)
-        if self.port_forward is None:
-            raise StreamError(400, "port forwarding is not served by this node")
-        return await self.port_forward(request, pod)
+        netns = self.runtime.pod_netns(pod)
+        if netns is None:
+            raise StreamError(400, f'pod {pod["metadata"]["name"]} has no network namespace on this node')
+        if not web.WebSocketResponse(protocols=portforward.PROTOCOLS).can_prepare(request).ok:
+            raise StreamError(400, f"a WebSocket upgrade with protocol {portforward.SPDY_PROTOCOL} is required")
+        return await portforward.serve(request, pod, netns)
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        if self.proxy is None:
-            raise StreamError(400, "proxying is not served by this node")
+        """An HTTP request to ip:port sent from the node's network namespace, the answer passed back as it is."""
         try:
             port = int(request.match_info["port"])
         except ValueError:
             raise StreamError(400, "invalid port") from None
-        return await self.proxy(request, request.match_info["ip"], port, request.match_info["path"])
+        ip, path = request.match_info["ip"], "/" + request.match_info["path"]
+        target = path + (f"?{request.query_string}" if request.query_string else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "host"}
+        headers["Host"] = f"{ip}:{port}"
+        body = await request.read()
+        try:
+            status, reason, answer_headers, answer = await asyncio.to_thread(
+                _http_request, self.node_netns, ip, port, request.method, target, headers, body)
+        except OSError as exc:
+            raise StreamError(503, f"error trying to reach service: dial tcp {ip}:{port}: connect: "
+                                   f"{(exc.strerror or str(exc)).lower()}") from None
+        out = web.Response(status=status, reason=reason, body=answer)
+        for name, value in answer_headers:
+            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                out.headers.add(name, value)
+        return out
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+              "transfer-encoding", "upgrade", "authorization"}
+PROXY_TIMEOUT = 30.0
+
+
+def _http_request(netns: str, ip: str, port: int, method: str, target: str, headers: dict[str, str],
+                  body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    """One HTTP/1.1 request over a connection made inside `netns` (never from the host's namespace)."""
+    sock = run_in_netns(netns, lambda: socket.create_connection((ip, port), timeout=PROXY_TIMEOUT))
+    conn = http.client.HTTPConnection(ip, port, timeout=PROXY_TIMEOUT)
+    conn.sock = sock
+    try:
+        conn.request(method, target, body=body or None, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, answer.reason, answer.getheaders(), answer.read()
+    finally:
+        conn.close()
 
 
 async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:

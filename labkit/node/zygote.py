@@ -287,8 +287,9 @@ class ZygoteServer:
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | CLOEXEC, 0o640)
             null = os.open(os.devnull, os.O_RDONLY | CLOEXEC)
             stdio, child_ends = (null, log, log), [null, log]
+        target = req.get("pidTarget")  # an ephemeral container: in its target's PID namespace
         pid = self._fork(lambda: (parent_chan.close(), run_child(init_container, req, child_chan, stdio)),
-                         new_pid_ns=pod_container)
+                         new_pid_ns=pod_container and not target, join_pid_of=target)
         child_chan.close()
         for fd in child_ends:
             os.close(fd)
@@ -649,14 +650,14 @@ class ZygoteClient:
                     net: str | None = None, uts: str | None = None, ipc: str | None = None,
                     working_dir: str | None = None, nice: int = 0, rootfs: dict[str, Any] | None = None,
                     staging: str | None = None, security: dict[str, Any] | None = None, tty: bool = False,
-                    stdin: bool = False, stdin_once: bool = False) -> dict[str, Any]:
+                    stdin: bool = False, stdin_once: bool = False, pid_target: int | None = None) -> dict[str, Any]:
         """Start container `cid` running `workload` (Workload.to_spec()) in the given namespace files, at
         niceness `nice`; with `rootfs` (RootfsSpec.to_dict(), built over the `staging` directory) in mount and PID
         namespaces of its own, with the privileges of `security` (Security.to_dict()), a terminal (`tty`) or an
         open stdin. The record has `startError` when its program could not start."""
         req = {"op": "spawn", "id": cid, "workload": workload, "log": log, "env": env or {}, "net": net,
                "uts": uts, "ipc": ipc, "workingDir": working_dir, "nice": nice, "rootfs": rootfs, "staging": staging,
-               "security": security, "tty": tty, "stdin": stdin, "stdinOnce": stdin_once}
+               "security": security, "tty": tty, "stdin": stdin, "stdinOnce": stdin_once, "pidTarget": pid_target}
         return (await self._call(req))["container"]
 
     async def session(self, req: dict[str, Any]) -> ZygoteSession:
