@@ -94,6 +94,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    if not info["running"] and info.get("stoppedUncleanly"):
+        left = info["leftovers"]
+        print(f"labkit: the embedded cluster at {info['home']} stopped uncleanly: its supervisor is gone "
+              f"({left['processes']} of its processes and {left['networkNamespaces']} network namespaces are left). "
+              "`labkit up` resumes it with its objects; `labkit down` deletes it.")
+        return 0
     if not info["running"]:
         print(f"labkit: no embedded cluster is running ({info['home']})")
         return 0

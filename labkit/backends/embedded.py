@@ -229,21 +229,30 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def down(home: Path | None = None, timeout: float = 20.0) -> bool:
-    """Stop the cluster and delete its state; True if one was running."""
+def down(home: Path | None = None) -> bool:
+    """Stop the cluster and delete its state; True if one was running (or had stopped uncleanly).
+
+    Like removing a kind node container: nothing of the cluster is kept, so nothing needs a graceful stop. The
+    supervisor is killed, its processes die with it (PR_SET_PDEATHSIG: the components, the zygote and with it
+    every container), and cleanup_leftovers removes what remains (namespaces, mounts, a straggler process)."""
     paths = Paths(home or default_home())
     pid = supervisor_pid(paths)
+    existed = pid is not None or stopped_uncleanly(paths)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
-            time.sleep(0.02)
-        if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.002)
     cleanup_leftovers(paths)
     if paths.home.exists():
         shutil.rmtree(paths.home, ignore_errors=True)
-    return pid is not None
+    return existed
+
+
+def stopped_uncleanly(paths: Paths) -> bool:
+    """Whether a cluster's supervisor died without stopping it (killed, or the machine went down): its pid file
+    is still there, which a clean stop removes."""
+    return paths.pid_file.exists() and supervisor_pid(paths) is None
 
 
 def status(home: Path | None = None) -> dict:
@@ -251,6 +260,13 @@ def status(home: Path | None = None) -> dict:
     pid = supervisor_pid(paths)
     info: dict = {"backend": "embedded", "home": str(paths.home), "running": pid is not None}
     if pid is None:
+        if stopped_uncleanly(paths):
+            from labkit.node import cleanup, names
+
+            prefix = names.cluster_prefix(paths.home)
+            info["stoppedUncleanly"] = True
+            info["leftovers"] = {"processes": len(cleanup.cluster_processes(prefix)),
+                                 "networkNamespaces": len(cleanup.cluster_netns(prefix))}
         return info
     info["supervisorPid"] = pid
     info["proxyMode"] = paths.proxy_mode()

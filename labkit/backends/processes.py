@@ -68,7 +68,11 @@ def plan(paths: Paths) -> list[Component]:
                   "labkit.apiserver.__main__"),
         Component("controller-manager", [py, "-m", "labkit.controllers", "--kubeconfig", kc],
                   "labkit.controllers.__main__"),
-        Component("node", [py, "-m", "labkit.node", "--kubeconfig", kc, "--home", home],
+        # The containers' runtime, a child of the supervisor's: it outlives a restart of the node agent (pods
+        # keep running, as with kubelet and containerd) but not the cluster (it ends, so do the pods).
+        Component("zygote", [py, "-m", "labkit.node.zygote", "--socket", str(names.zygote_socket),
+                             "--prefix", names.prefix], "labkit.node.zygote"),
+        Component("node", [py, "-m", "labkit.node", "--kubeconfig", kc, "--home", home, "--external-zygote"],
                   "labkit.node.__main__"),
         # Short drain timers: a lab shows a deleted pod leave the table in seconds, not minutes.
         Component("ipvs-agent", [py, "-m", "labkit.agent", "--kubeconfig", kc, "--node-name", NODE_NAME,

@@ -17,13 +17,13 @@ from labkit.node.kubelet import NODE_NAME, Kubelet
 from labkit.node.node import Node
 
 
-async def _serve(kubeconfig: Path, home: Path, node_name: str) -> None:
+async def _serve(kubeconfig: Path, home: Path, node_name: str, own_zygote: bool = True) -> None:
     from labkit.client import Client
     from labkit.node.streaming import StreamingServer
 
     client = Client.from_kubeconfig(kubeconfig, user_agent=f"kubelet/v1.32.5-labkit ({node_name})")
     node = Node(home)
-    kubelet = Kubelet(client, node, home, node_name)
+    kubelet = Kubelet(client, node, home, node_name, own_zygote=own_zygote)
     # kubelet's streaming server: exec, attach, logs, port-forward, which the API server proxies to.
     streaming = StreamingServer(kubelet, node.zygote, node.network.node_netns_path)
     await streaming.start(node.names.kubelet_socket)
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--home", required=True, type=Path, help="the cluster's state directory (LABKIT_HOME)")
     parser.add_argument("--kubeconfig", type=Path, help="how to reach the API server")
     parser.add_argument("--node-name", default=NODE_NAME)
+    parser.add_argument("--external-zygote", action="store_true",
+                        help="use the zygote the cluster's supervisor runs (it outlives this agent, not the cluster)")
     parser.add_argument("--prepare", action="store_true",
                         help="create the node network and the zygote, print the node netns name, and exit")
     args = parser.parse_args()
@@ -66,7 +68,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(args.kubeconfig, home, args.node_name))
+    asyncio.run(_serve(args.kubeconfig, home, args.node_name, own_zygote=not args.external_zygote))
 
 
 if __name__ == "__main__":

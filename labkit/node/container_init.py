@@ -49,6 +49,26 @@ def exec_error(exc: BaseException) -> str:
     return f"OCI runtime exec failed: exec failed: unable to start container process: {detail}: unknown"
 
 
+_REMAP: rootfs.ImportRemap | None = None
+
+
+def prepare() -> None:
+    """In the zygote, before it forks: what every child would otherwise compute (and dirty pages for) itself."""
+    global _REMAP
+    _REMAP = rootfs.ImportRemap()
+    # ctypes creates a function object on a library's first use of a name, and keeps it: create them here once.
+    from labkit import netns
+
+    for lib, names in ((rootfs._libc, ("mount", "umount2", "pivot_root")), (nsutil._libc, ("unshare", "umount2")),
+                       (netns._libc, ("setns",)), (security._LIBC, ("prctl", "capset", "setgroups"))):
+        for name in names:
+            getattr(lib, name)
+
+
+def _import_remap() -> rootfs.ImportRemap:
+    return _REMAP or rootfs.ImportRemap()
+
+
 def find_executable(name: str, env: dict[str, str]) -> str:
     """exec.LookPath in the container: a name with a slash as is, else the first executable file on its PATH."""
     def executable(path: str) -> bool:
@@ -125,11 +145,10 @@ def init_container(req: dict[str, Any], chan: socket.socket, stdio: tuple[int, i
     spec = req["workload"]
     if req.get("rootfs"):
         root = rootfs.RootfsSpec.from_dict(req["rootfs"])
-        runtime = rootfs.runtime_sources() if root.runtime else None
         nsutil.unshare(nsutil.CLONE_NEWNS)
-        rootfs.build(root, req["staging"])
-        if runtime:
-            rootfs.remap_imports(runtime)
+        rootfs.build(root, req["staging"], _import_remap().sources if root.runtime else None)
+        if root.runtime:
+            _import_remap().apply()
     os.chdir(req.get("workingDir") or "/")
     if stdio is None:
         _terminal(chan)

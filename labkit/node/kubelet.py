@@ -621,11 +621,12 @@ class Kubelet:
     """The node agent of one embedded node."""
 
     def __init__(self, client: Client, node: Node, home: str | os.PathLike[str],
-                 node_name: str = NODE_NAME) -> None:
+                 node_name: str = NODE_NAME, own_zygote: bool = True) -> None:
         self.client = client
         self.node = node
         self.home = Path(home)
         self.node_name = node_name
+        self.own_zygote = own_zygote
         self.pods = Informer(client, "pods", field_selector=f"spec.nodeName={node_name}")
         self.services = Informer(client, "services")
         # ConfigMaps and Secrets for volumes (when the API server serves them).
@@ -648,7 +649,7 @@ class Kubelet:
     # ---- start-up ----
     async def start(self) -> None:
         """Node network + zygote, informers, adoption, orphan cleanup; returns when pods are being handled."""
-        await asyncio.to_thread(self.node.start)
+        await asyncio.to_thread(self.node.start, self.own_zygote)
         await asyncio.to_thread(ensure_private_dir, self.node.names.ns_dir)
         self.sockets = NetnsSockets(self.node.network.node_netns_path)
         self.records = {r["id"]: r for r in await self.node.zygote.list()}
@@ -822,21 +823,41 @@ class Kubelet:
 
     async def _exit_events(self) -> None:
         """Follow the zygote's exit notifications (reconnecting if the stream breaks)."""
+        first = True
         while True:
             try:
                 async for ev in self.node.zygote.events():
-                    if ev.get("event") != "exited":
-                        continue
-                    rec = {k: v for k, v in ev.items() if k != "event"}
-                    cid = rec["id"]
-                    self.records[cid] = rec
-                    uid, _, name = cid.partition("/")
-                    worker = self.workers.get(uid)
-                    if worker is not None:
-                        worker.on_exit(name, rec)
+                    if ev.get("event") == "subscribed":
+                        if not first:
+                            await self._after_zygote_restart()
+                        first = False
+                    elif ev.get("event") == "exited":
+                        self._exited({k: v for k, v in ev.items() if k != "event"})
             except (OSError, ValueError, ConnectionError) as exc:
                 log.warning("zygote event stream broke (%s); reconnecting", exc)
             await asyncio.sleep(0.5)
+
+    def _exited(self, rec: dict[str, Any]) -> None:
+        cid = rec["id"]
+        self.records[cid] = rec
+        uid, _, name = cid.partition("/")
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.on_exit(name, rec)
+
+    async def _after_zygote_restart(self) -> None:
+        """The stream came back: containers the zygote no longer runs died with the one before (as containers
+        die with their runtime), and the outside world's hosts it ran start again."""
+        now = {r["id"]: r for r in await self.node.zygote.list()}
+        for cid, rec in list(self.records.items()):
+            current = now.get(cid)
+            if rec.get("running") and (current is None or current.get("pid") != rec.get("pid")):
+                log.warning("container %s is gone with the zygote that ran it", cid)
+                self._exited({**rec, "running": False, "exitCode": 137, "signal": signal.SIGKILL,
+                              "finishedAt": fmt_time()})
+            elif current is not None and rec.get("running") and not current.get("running"):
+                self._exited(current)
+        await self.node.start_external_hosts()
 
     # ---- node status ----
     async def _heartbeat(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from labkit.node.rootfs import Mount, RootfsSpec
 from labkit.node.sandbox import Sandbox, SandboxManager
 from labkit.node.security import Security, exec_argv
 from labkit.node.zygote import ZygoteClient, start_zygote, zygote_alive
+
+ZYGOTE_WAIT_SECONDS = 30.0
 
 
 def container_id(uid: str, container: str) -> str:
@@ -41,13 +44,21 @@ class Node:
         self.zygote = ZygoteClient(self.names.zygote_socket)
 
     # ---- lifecycle ----
-    def start(self) -> None:
-        """Create the node network (if missing) and start the zygote (if not running). Idempotent: after
-        a node agent restart, existing sandboxes and containers are kept."""
+    def start(self, own_zygote: bool = True) -> None:
+        """Create the node network (if missing) and start the zygote (if not running; with `own_zygote` False,
+        wait for the one the cluster's supervisor starts). Idempotent: after a node agent restart, existing
+        sandboxes and containers are kept."""
         self.names.node_dir.mkdir(parents=True, exist_ok=True)
         self.network.setup()
-        if not zygote_alive(self.names):
-            start_zygote(self.names)
+        if own_zygote:
+            if not zygote_alive(self.names):
+                start_zygote(self.names)
+            return
+        deadline = time.monotonic() + ZYGOTE_WAIT_SECONDS
+        while not zygote_alive(self.names):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the zygote did not answer at {self.names.zygote_socket}")
+            time.sleep(0.02)  # the supervisor started it moments ago; it is importing its workloads
 
     def stop(self) -> CleanupReport:
         """Remove everything this cluster made on the host (= cleanup(prefix)) and forget pod IPs."""

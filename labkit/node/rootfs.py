@@ -131,23 +131,32 @@ def runtime_sources() -> dict[str, str]:
     return sources
 
 
-def remap_imports(sources: dict[str, str]) -> None:
-    """After pivot_root, point this interpreter's import paths at where its files now are, so that a module
-    imported lazily (an encoding, a stdlib module a workload needs once) is found inside the container."""
-    pairs = sorted(((host.rstrip("/"), inside) for inside, host in sources.items()), key=lambda p: -len(p[0]))
+class ImportRemap:
+    """This interpreter's import paths, and where they are inside a container that binds the node's runtime.
 
-    def move(path: str) -> str:
-        for host, inside in pairs:
-            if path == host or path.startswith(host + "/"):
-                return inside + path[len(host):]
-        return path
+    After pivot_root a module imported lazily (an encoding, a stdlib module a workload needs once) must be found
+    at its path inside the container. The zygote prepares the new paths once, before it forks: a child then only
+    swaps the contents of those lists, instead of visiting every module, which would copy the pages of all of them
+    (a megabyte per container)."""
 
-    sys.path[:] = [move(p) for p in sys.path]
-    for module in list(sys.modules.values()):
-        paths = getattr(module, "__path__", None)
-        if isinstance(paths, list):
-            paths[:] = [move(p) for p in paths]
-    sys.path_importer_cache.clear()
+    def __init__(self) -> None:
+        self.sources = runtime_sources()
+        pairs = sorted(((host.rstrip("/"), inside) for inside, host in self.sources.items()), key=lambda p: -len(p[0]))
+
+        def move(path: str) -> str:
+            for host, inside in pairs:
+                if path == host or path.startswith(host + "/"):
+                    return inside + path[len(host):]
+            return path
+
+        packages = [m.__path__ for m in list(sys.modules.values())
+                    if isinstance(getattr(m, "__path__", None), list)]
+        self.lists: list[list[str]] = [sys.path, *packages]
+        self.moved = [[move(p) for p in paths] for paths in self.lists]
+
+    def apply(self) -> None:
+        for paths, moved in zip(self.lists, self.moved, strict=True):
+            paths[:] = moved
 
 
 def runtime_argv(module: str, args: list[str]) -> list[str]:
@@ -273,8 +282,9 @@ def _dev(root: str) -> None:
         pass
 
 
-def build(spec: RootfsSpec, staging: str) -> None:
-    """Build the container's root at `staging` and pivot into it (see the module docstring for where)."""
+def build(spec: RootfsSpec, staging: str, runtime: dict[str, str] | None = None) -> None:
+    """Build the container's root at `staging` and pivot into it (see the module docstring for where).
+    `runtime`: container path → host path of the node's runtime (runtime_sources), when the spec asks for it."""
     # First: nothing mounted from here on may reach the host's mount namespace.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = staging
@@ -297,7 +307,7 @@ def build(spec: RootfsSpec, staging: str) -> None:
     mount("sysfs", f"{root}/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV)
     files = dict(spec.files)
     if spec.runtime:
-        for inside, host in runtime_sources().items():
+        for inside, host in (runtime or runtime_sources()).items():
             _make_target(secure_join(root, inside), is_dir=True)
             bind(host, secure_join(root, inside), read_only=True)
         files[RUNTIME_PYTHON] = (RUNTIME_WRAPPER, 0o755)

@@ -200,8 +200,11 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL("libc.so.6", use_errno=True)
+    return _LIBC
 
 
 def _check(result: int, what: str) -> None:

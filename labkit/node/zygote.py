@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.node import nsutil
+from labkit.node import container_init, nsutil
 from labkit.node.container_init import exec_error, init_container, init_exec, run_child
 from labkit.node.names import Names
 from labkit.node.shim import CLOSE, EXIT, HEADER, RESIZE, STDIN, Process, Session, set_nonblocking
@@ -123,6 +123,7 @@ class ZygoteServer:
         signal.signal(signal.SIGTERM, lambda *_: self._shutdown())
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         warm_up()
+        container_init.prepare()
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of future collections: fewer copy-on-write faults
         while True:
@@ -546,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--prefix", required=True, help="cluster prefix (so cleanup finds the zygote)")
     args = parser.parse_args(argv)
+    Path(args.socket).parent.mkdir(parents=True, exist_ok=True)
     ZygoteServer(args.socket).serve()
 
 
@@ -683,12 +685,15 @@ class ZygoteClient:
         await self._call({"op": "forget", "id": cid})
 
     async def events(self):  # type: ignore[no-untyped-def]
-        """Yield {"event": "exited", id, pid, exitCode, signal, ...} for every container that ends."""
+        """Yield {"event": "subscribed"} once subscribed, then {"event": "exited", id, pid, exitCode, signal, ...}
+        for every container that ends."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         try:
             writer.write(b'{"op": "subscribe"}\n')
             await writer.drain()
-            await reader.readline()
+            if not await reader.readline():
+                raise ConnectionError("the zygote closed the connection")
+            yield {"event": "subscribed"}
             while line := await reader.readline():
                 yield json.loads(line)
         finally:
