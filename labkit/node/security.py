@@ -201,6 +201,11 @@ class _CapData(ctypes.Structure):
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+_CapSets = _CapData * 2  # made once: a ctypes array type is an object of its own
+try:  # the highest capability this kernel knows (read before any container's /proc replaces the host's)
+    _LAST_CAP = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+except (OSError, ValueError):
+    _LAST_CAP = len(CAPABILITIES) - 1
 
 
 def _libc() -> ctypes.CDLL:
@@ -217,10 +222,7 @@ def apply(sec: Security) -> None:
     """Become what `sec` says: run in the container's first process, before it runs the workload."""
     libc = _libc()
     keep = {CAPABILITIES.index(c) for c in sec.capabilities}
-    try:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    except (OSError, ValueError):
-        last = len(CAPABILITIES) - 1
+    last = _LAST_CAP
     for cap in range(last + 1):
         if cap not in keep:
             _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")
@@ -236,6 +238,5 @@ def apply(sec: Security) -> None:
         os.setresuid(sec.uid, sec.uid, sec.uid)  # the kernel clears the capabilities of a non-root uid
         mask = 0
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0),
-                          _CapData(mask >> 32, mask >> 32, 0))
+    data = _CapSets(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), _CapData(mask >> 32, mask >> 32, 0))
     _check(libc.capset(ctypes.byref(header), data), "capset")
