@@ -154,27 +154,22 @@ class NodeStreams:
         return client
 
 
+async def _pass_on(source: Any, sink: Any) -> None:
+    """Every message of one WebSocket to the other, until a close (or anything else) arrives."""
+    async for msg in source:
+        if msg.type == WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        elif msg.type == WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        else:
+            break
+
+
 async def _relay(client: web.WebSocketResponse, node: aiohttp.ClientWebSocketResponse) -> None:
     """Messages both ways until one side closes; the other side then gets the same close."""
-
-    async def to_node() -> None:
-        async for msg in client:
-            if msg.type == WSMsgType.BINARY:
-                await node.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await node.send_str(msg.data)
-            else:
-                break
-
-    upstream = asyncio.create_task(to_node())
+    upstream = asyncio.create_task(_pass_on(client, node))
     try:
-        async for msg in node:
-            if msg.type == WSMsgType.BINARY:
-                await client.send_bytes(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                await client.send_str(msg.data)
-            else:
-                break
+        await _pass_on(node, client)
     except ConnectionResetError:
         pass
     finally:

@@ -162,6 +162,21 @@ class RootfsError(Exception):
     """The container's root filesystem could not be built."""
 
 
+def _take_over(req: dict[str, Any], chan: socket.socket, stdio: tuple[int, int, int] | None) -> dict[str, str]:
+    """The steps a container's first process and an exec'd one share: stdio (or a terminal), no other open file,
+    the pod's CPU weight (status.cpu_nice), the privileges; returns the process's environment."""
+    if stdio is None:
+        _terminal(chan)
+    else:
+        _stdio(stdio)
+    _close_all_but(chan.fileno())
+    if req.get("nice"):
+        os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))
+    if req.get("security"):
+        security.apply(security.Security.from_dict(req["security"]))
+    return dict(req.get("env") or {})
+
+
 def init_container(req: dict[str, Any], chan: socket.socket, stdio: tuple[int, int, int] | None) -> int:
     """Become the container described by `req` (the zygote's spawn request) and run its workload. `stdio` is
     (stdin, stdout, stderr) made by the zygote, None for a terminal (`tty`)."""
@@ -180,18 +195,9 @@ def init_container(req: dict[str, Any], chan: socket.socket, stdio: tuple[int, i
         if req["rootfs"].get("runtime"):
             _import_remap().apply()
     os.chdir(req.get("workingDir") or "/")
-    if stdio is None:
-        _terminal(chan)
-    else:
-        _stdio(stdio)
-    _close_all_but(chan.fileno())
-    env = dict(req.get("env") or {})
+    env = _take_over(req, chan, stdio)
     os.environ.clear()
     os.environ.update(env)
-    if req.get("nice"):
-        os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))  # the pod's CPU weight (status.cpu_nice)
-    if req.get("security"):
-        security.apply(security.Security.from_dict(req["security"]))
     if req.get("rootfs"):
         # PID 1 of its namespace ignores the signals it has no handler for; a workload in Python ends on SIGTERM
         # as a Go program does there (its runtime's handler re-raises, in vain, then exits with 2).
@@ -213,17 +219,7 @@ def init_exec(req: dict[str, Any], chan: socket.socket, stdio: tuple[int, int, i
         os.close(fd)
     os.chdir(req.get("workingDir") or "/")
     os.setsid()
-    if stdio is None:
-        _terminal(chan)
-    else:
-        _stdio(stdio)
-    _close_all_but(chan.fileno())
-    env = dict(req.get("env") or {})
-    if req.get("nice"):
-        os.setpriority(os.PRIO_PROCESS, 0, int(req["nice"]))
-    if req.get("security"):
-        security.apply(security.Security.from_dict(req["security"]))
-    execute(list(req["argv"]), env)
+    execute(list(req["argv"]), _take_over(req, chan, stdio))
     return 127  # not reached
 
 

@@ -291,15 +291,8 @@ class ZygoteServer:
         target = req.get("pidTarget")  # an ephemeral container: in its target's PID namespace
         pid = self._fork(lambda: (parent_chan.close(), run_child(init_container, req, child_chan, stdio)),
                          new_pid_ns=pod_container and not target, join_pid_of=target)
-        child_chan.close()
-        for fd in child_ends:
-            os.close(fd)
-        process.pid = record["pid"] = pid
         self.containers[cid] = record
-        self.by_pid[pid] = cid
-        self.processes[cid] = process
-        self._register_streams(process)
-        self._await_start(Starting(parent_chan, conn, process, None))
+        self._forked(process, pid, child_chan, child_ends, Starting(parent_chan, conn, process, None))
 
     def _exec(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
         """Start `argv` in a running container; once it runs, the connection is its session."""
@@ -318,16 +311,21 @@ class ZygoteServer:
         pid = self._fork(lambda: (parent_chan.close(),
                                   run_child(init_exec, child_req, child_chan, stdio, error=exec_error)),
                          join_pid_of=container["pid"])
+        process.sessions.add(session)
+        self._forked(process, pid, child_chan, child_ends, Starting(parent_chan, conn, process, session))
+        return None
+
+    def _forked(self, process: Process, pid: int, child_chan: socket.socket, child_ends: list[int],
+                starting: Starting) -> None:
+        """The parent's side once a child is forked: drop its ends, track it, wait for its start report."""
         child_chan.close()
         for fd in child_ends:
             os.close(fd)
-        process.pid = record["pid"] = pid
-        self.by_pid[pid] = eid
-        self.processes[eid] = process
-        process.sessions.add(session)
+        process.pid = process.record["pid"] = pid
+        self.by_pid[pid] = process.id
+        self.processes[process.id] = process
         self._register_streams(process)
-        self._await_start(Starting(parent_chan, conn, process, session))
-        return None
+        self._await_start(starting)
 
     def _attach(self, conn: socket.socket, req: dict[str, Any]) -> dict[str, Any] | None:
         process = self.processes.get(req["id"])
