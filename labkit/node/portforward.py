@@ -147,12 +147,14 @@ class SpdyTunnel:
         if pair.writer is None:
             pair.pending.append((data, fin))
             return
-        if data:
-            pair.writer.write(data)
-            with contextlib.suppress(ConnectionError):
+        if pair.writer.is_closing():
+            return  # the pod closed its side first (an HTTP/1.0 answer): what kubectl still sends goes nowhere
+        # The pod's connection may end at any moment: that ends this pair, never the session.
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            if data:
+                pair.writer.write(data)
                 await pair.writer.drain()
-        if fin and pair.writer.can_write_eof():
-            with contextlib.suppress(OSError):
+            if fin and pair.writer.can_write_eof():
                 pair.writer.write_eof()
 
     async def _forward(self, pair: Pair) -> None:
