@@ -165,6 +165,12 @@ def unenforced(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
             found.append(f"{where} securityContext.appArmorProfile {apparmor} (no AppArmor profile is applied)")
         if sc.get("seLinuxOptions"):
             found.append(f"{where} securityContext.seLinuxOptions (no SELinux label is applied)")
+    spec = pod.get("spec") or {}
+    if spec.get("shareProcessNamespace"):
+        found.append("pod spec.shareProcessNamespace (each container keeps a PID namespace of its own)")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            found.append(f"pod spec.{key} (the pod keeps namespaces of its own)")
     if psc.get("sysctls"):
         names = ", ".join(s.get("name", "") for s in psc["sysctls"])
         found.append(f"pod securityContext.sysctls {names} (not set)")

@@ -52,3 +52,5 @@ def test_what_cannot_be_enforced_is_named() -> None:
     assert any("net.ipv4.tcp_syncookies" in f for f in found)
     p, c = pod({"seccompProfile": {"type": "Unconfined"}})
     assert unenforced(p, c) == []
+    p["spec"]["shareProcessNamespace"] = True
+    assert any("shareProcessNamespace" in f for f in unenforced(p, c))
