@@ -5,5 +5,7 @@ set -eu
 labkit up --wait
 KUBECONFIG="$(labkit kubeconfig)"
 export KUBECONFIG
+# A double click opens a lab's Markdown source as a notebook (labkit's JupyterLab overrides, as `labkit lab` writes).
+python -c "from labkit import frontdoor; frontdoor.install_overrides()"
 exec jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root \
   --ServerApp.root_dir=/opt/labkit --LabApp.default_url=/lab/tree/labs "$@"
