@@ -35,8 +35,8 @@ def main() -> int:
         size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     print(f"\nlabkit handout --{build} --pdf: {len(made.pages)} labs, {size / 1e6:.1f} MB written")
     for name, seconds in made.stages.items():
-        print(f"  {name:<45} {seconds:7.1f} s")
-    print(f"  {'total':<45} {total:7.1f} s   (target ≤ {TARGET_SECONDS:.0f} s: "
+        print(f"  {name:<48} {seconds:7.1f} s")
+    print(f"  {'total':<48} {total:7.1f} s   (target ≤ {TARGET_SECONDS:.0f} s: "
           f"{'met' if total <= TARGET_SECONDS else 'MISSED'})")
     print(f"  load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs "
           "(the machine is shared: other engineers' work counts in these times)")
