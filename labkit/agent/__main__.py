@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labkit import aio
+from labkit import aio, klog
 from labkit.agent import transparent
 from labkit.agent.control import serve_control
 from labkit.agent.incremental import DesiredCache
@@ -472,8 +472,8 @@ async def _ipvs_backend(args: argparse.Namespace, kind: str, device: DummyDevice
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The agent's log is the kube-proxy pod's (`kubectl logs -n kube-system kube-proxy-…`): klog's lines.
+    klog.basic_config(logging.DEBUG if args.verbose else logging.INFO)
     home_netns_fd = enter_netns(args.netns) if args.netns else None
     aio.run(amain(args, home_netns_fd))
 

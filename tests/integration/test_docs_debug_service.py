@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import wait_for
-from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, not_on_main_yet, table
+from tests.integration.doc_steps import NEEDS_ROOT, Page, cluster_of_its_own, table
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -207,8 +207,6 @@ def test_is_kube_proxy_running(page: Page) -> None:
     rows = table(page.out("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-proxy"))
     assert len(rows) == 1 and re.match(r"^kube-proxy-[0-9a-z]{5}$", rows[0]["NAME"])
     assert (rows[0]["READY"], rows[0]["STATUS"]) == ("1/1", "Running")
-    not_on_main_yet("kinds", "the kube-proxy pod's logs saying which proxier runs in kube-proxy's words "
-                             "(`\"Using ipvs Proxier\"`); today they are the agent's own lines")
     logs = page.out("logs", "-n", "kube-system", rows[0]["NAME"])
     assert '"Using ipvs Proxier"' in logs
 
