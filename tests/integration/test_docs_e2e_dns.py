@@ -4,8 +4,7 @@ As upstream does: a pod with three containers sharing an `emptyDir` at /results 
 test-webserver on :80), `querier` (agnhost) and `jessie-querier` (jessie-dnsutils), the two queriers running a
 shell loop of `dig +notcp`/`dig +tcp … +search` and `getent hosts` that writes an `OK` file per name that
 answers — and the results read back through the API server's pods/proxy
-(`/api/v1/namespaces/NS/pods/POD/proxy/results/FILE`; until pods/proxy is served, from inside the pod through the
-same webserver). The `$$` in the script is kubelet's escape for `$`.
+(`/api/v1/namespaces/NS/pods/POD/proxy/results/FILE`). The `$$` in the script is kubelet's escape for `$`.
 The pod-A-record probe (`<a-b-c-d>.<ns>.pod.<zone>`) is left out, as upstream removed it (PR #104614).
 """
 
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_for
-from tests.integration.doc_steps import NEEDS_ROOT, Page, not_on_main_yet
+from tests.integration.doc_steps import NEEDS_ROOT, Page
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]
 
@@ -100,35 +99,29 @@ def page(cluster: Any, namespace: str) -> Page:
     return page
 
 
-def read_result(page: Page, pod: str, file: str, through_api: bool) -> str | None:
-    """A result file as the webserver container serves it: through the API server's pods/proxy, as upstream
-    reads it, or (`through_api=False`) from inside the pod, on the webserver's port."""
-    if through_api:
-        done = page.kubectl("get", "--raw", f"/api/v1/namespaces/{page.ns}/pods/{pod}/proxy/results/{file}",
-                            check=False)
-    else:
-        done = page.kubectl("exec", pod, "-c", "querier", "--", "curl", "-sf", f"http://127.0.0.1/results/{file}",
-                            check=False)
+def read_result(page: Page, pod: str, file: str) -> str | None:
+    """A result file as the webserver container serves it, read through the API server's pods/proxy."""
+    done = page.kubectl("get", "--raw", f"/api/v1/namespaces/{page.ns}/pods/{pod}/proxy/results/{file}",
+                        check=False)
     return done.stdout if done.returncode == 0 else None
 
 
-def validate_dns_results(page: Page, pod: dict[str, Any], files: list[str], expected: str | None = None,
-                         through_api: bool = False) -> None:
+def validate_dns_results(page: Page, pod: dict[str, Any], files: list[str], expected: str | None = None) -> None:
     """validateDNSResults / validateTargetedProbeOutput: every file readable (and holding `expected`)."""
     name = pod["metadata"]["name"]
     page.apply(json.dumps(pod))
     page.wait_pod_ready(name, timeout=120)
 
-    def failed(through_api: bool) -> list[str]:
+    def failed() -> list[str]:
         bad = []
         for file in files:
-            content = read_result(page, name, file, through_api)
+            content = read_result(page, name, file)
             if content is None or (expected is not None and content.strip() != expected):
                 bad.append(file)
         return bad
 
     try:
-        wait_for(lambda: not failed(through_api), f"the probes' results {files}", 120, interval=2)
+        wait_for(lambda: not failed(), f"the probes' results {files}", 120, interval=2)
     finally:
         page.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
 
@@ -154,13 +147,6 @@ def test_the_probe_script_is_upstreams() -> None:
 def test_dns_for_the_cluster(page: Page) -> None:
     a, j, files = both_probes([f"kubernetes.default.svc.{DOMAIN}"], [])
     validate_dns_results(page, dns_pod("dns-test-cluster", a, j, POD_HOSTNAME, SERVICE_NAME), files)
-
-
-def test_results_read_through_pods_proxy(page: Page) -> None:
-    not_on_main_yet("containers", "pods/proxy, through which upstream reads the results (today: 404 'the server "
-                                  "could not find the requested resource')")
-    a, j, files = both_probes([f"kubernetes.default.svc.{DOMAIN}"], [])
-    validate_dns_results(page, dns_pod("dns-test-proxy", a, j, POD_HOSTNAME, SERVICE_NAME), files, through_api=True)
 
 
 def test_partial_qualified_names_for_the_cluster(page: Page) -> None:
