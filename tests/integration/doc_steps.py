@@ -28,13 +28,6 @@ NEEDS_ROOT = pytest.mark.skipif(
     reason="needs root and ip/nsenter/unshare/nft")
 
 
-def not_on_main_yet(owner: str, missing: str) -> None:
-    """Skip a page's step whose feature another engineer is building; removed once it lands.
-    LABKIT_DOCS_RUN_PENDING=1 runs such steps anyway (to see which have landed)."""
-    if os.environ.get("LABKIT_DOCS_RUN_PENDING") != "1":
-        pytest.skip(f"not on main yet ({owner}): {missing}")
-
-
 @contextlib.contextmanager
 def cluster_of_its_own(home: Path) -> Iterator[Cluster]:
     """A usable embedded cluster (node Ready, cluster DNS answering) for one page: the pages work in the
