@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -355,17 +356,23 @@ def test_attach_to_containers_with_stdin_and_a_terminal(cluster):
         term = await node.zygote.session({"op": "attach", "id": f"{a.uid}/tty", "stdin": True})
         await term.send(0, b"echo $((6*7)) $-\r")
         seen = b""
+        answer = None
         async for channel, payload in term.frames():
             seen += payload if channel == STDOUT else b""
-            if b"\r\n42 " in seen and seen.endswith(b"# "):  # the answer, then the next prompt
+            # The answer line, then the next prompt. Where the answer starts depends on when the shell took the
+            # terminal: input typed before it did is echoed by the terminal itself, the prompt comes after it
+            # ("...$-\r\n# 42 smi\r\n# "); typed after, the shell's line editor echoes it ("...$-\r\n42 smi\r\n# ").
+            answer = re.search(rb"\b42 (\w*)\r\n", seen)
+            if answer and seen.endswith(b"# "):
                 break
         term_result = await session_output(term, [b"exit 3\r"])
         log = node.log_path(a.sandbox, "tty", 0).read_bytes()
-        return once_result, seen, term_result, log
+        return once_result, seen, answer, term_result, log
 
-    (once_end, once_out, _), seen, (term_end, _, _), log = asyncio.run(run())
+    (once_end, once_out, _), seen, answer, (term_end, _, _), log = asyncio.run(run())
     assert once_end["exitCode"] == 0 and once_out == b"got hello\n"
-    assert b"42 " in seen and b"i" in seen.split(b"42 ", 1)[1].split(b"\r\n")[0]  # an interactive shell
+    assert answer is not None, seen
+    assert b"i" in answer[1]  # $-: an interactive shell
     assert b"can't access tty" not in seen and b"job control" not in seen
     assert term_end["exitCode"] == 3
     # The log holds the terminal's output (\r\n line ends, as a TTY container's log does on kind).
