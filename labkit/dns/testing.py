@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import socket
+from pathlib import Path
 
 import dns.message
 
@@ -43,6 +45,26 @@ def local_ports(corefile: str) -> str:
     text = re.sub(r"^(\S+?):\d+(\s*\{)", r"\1:0\2", corefile, flags=re.M)
     text = re.sub(r"^(\s*(?:health|ready|prometheus))\s+:\d+", r"\1 127.0.0.1:0", text, flags=re.M)
     return re.sub(r"^(\s*(?:health|ready))(\s*\{|\s*$)", r"\1 127.0.0.1:0\2", text, flags=re.M)
+
+
+def refusing_port(host: str = "127.0.0.1") -> int:
+    """A port on `host` where nothing listens (UDP nor TCP), so every query there is refused at once, and that no
+    socket's automatic bind can take: it lies below the ephemeral range. A freed ephemeral port would not do: a
+    forwarder retrying a refused upstream opens thousands of sockets a second, and one of them, bound to that very
+    port, would connect to itself and read its own query back."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(low - 1, 1023, -1):
+        probes = [socket.socket(socket.AF_INET, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM)]
+        try:
+            for probe in probes:
+                probe.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise OSError(f"no free port below {low} on {host}")
 
 
 class LocalCoreDNS:
@@ -115,4 +137,4 @@ class LocalCoreDNS:
         return dns.message.from_wire(raw)
 
 
-__all__ = ["KIND_COREFILE", "LocalCoreDNS", "kind_corefile", "local_ports"]
+__all__ = ["KIND_COREFILE", "LocalCoreDNS", "kind_corefile", "local_ports", "refusing_port"]
