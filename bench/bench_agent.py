@@ -14,11 +14,16 @@ shared machine they are noisy.
 2. Data plane: from one client pod, wrk to the ClusterIP vs. wrk to the pod IP directly, against one native backend
    (nginx from the Debian package nginx-light, run in a pod: pods run the host's binaries): 1 KiB request / 1 KiB
    response over 32 keep-alive connections, and new connections per second (`Connection: close`).
-3. Scale: 1,000 selectorless Services × 3 endpoints (EndpointSlices): full sync from scratch and, in nftables mode,
+4. Scale: 1,000 selectorless Services × 3 endpoints (EndpointSlices): full sync from scratch and, in nftables mode,
    a restarted agent reconciling the table the kernel kept; one Service's change (in nftables mode: which chains the
    transaction wrote); the agent's memory (RSS).
-4. Leftovers (nftables mode): the kube-proxy table after a SIGKILLed agent and its successor's first sync (each
+5. Leftovers (nftables mode): the kube-proxy table after a SIGKILLed agent and its successor's first sync (each
    object once), and nothing of the cluster in the host's ruleset, before `up` and after `down`.
+3. Failures, from a client pod: how soon a connection to a Service without endpoints is refused and one to a
+   backend that refuses (a targetPort nobody listens on) fails; a SIGKILLed agent → the ClusterIP served again
+   (the tests assert what the client sees; the times are here). In nftables mode the refusal of a Service without
+   endpoints takes about a second: the rule's ICMP reject reaches the client while its connect() still holds the
+   socket, which the kernel counts as a soft error; the SYN retransmitted a second later is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labkit.agent import control
 from labkit.backends import embedded
 from labkit.client import Client
+from labkit.netns import NetnsSockets
 from labkit.node.names import Names
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
@@ -231,7 +237,64 @@ async def data_plane(client: Client, names: Names, sock: str, duration: float, r
 DATA_PLANE_ROWS = (("rr", "1 KiB req/resp, 32 keep-alive conns"), ("cps", "new connections/s (Connection: close)"))
 
 
-# ------------------------------------------------------------------------------------------------ 3. scale
+# ------------------------------------------------------------------------------------------------ 3. failures
+
+def connect_outcome(sockets: NetnsSockets, ip: str, port: int, timeout: float = 5.0) -> tuple[str, float]:
+    """How a connection and a request end ("refused", "reset", "answered", "timeout"), and after how long."""
+    s = sockets.socket()
+    s.settimeout(timeout)
+    t0 = time.perf_counter()
+    try:
+        s.connect((ip, port))
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
+        outcome = "answered" if s.recv(1024) else "empty"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except ConnectionResetError:
+        outcome = "reset"
+    except TimeoutError:
+        outcome = "timeout"
+    finally:
+        s.close()
+    return outcome, time.perf_counter() - t0
+
+
+async def failures(client: Client, names: Names, sock: str) -> None:
+    print("\n3. Failures a client pod meets")
+    await client.create(pod("fail-web", {"app": "fail"}, ["netexec", "--http-port=80"]), NS)
+    await client.create(pod("fail-client", {"app": "fail-client"}, ["pause"]), NS)
+    by = await wait_pods_ready(client, ["fail-web", "fail-client"])
+    deaf = service("fail-deaf", {"app": "fail"})
+    deaf["spec"]["ports"][0]["targetPort"] = 9999
+    vips = {name: (await client.create(obj, NS))["spec"]["clusterIP"]
+            for name, obj in (("nobody", service("fail-nobody", None)), ("deaf", deaf),
+                              ("web", service("fail-web", {"app": "fail"})))}
+    for name, dests in (("nobody", 0), ("deaf", 1), ("web", 1)):
+        found, _ = await asyncio.to_thread(wait_vs, sock, ("TCP", vips[name], 80), dests, 30)
+        assert found, f"the fail-{name} Service is not served"
+    sockets = NetnsSockets(Names.netns_path(names.pod_netns(by["fail-client"]["metadata"]["uid"])))
+    try:
+        for name, what in (("nobody", "no endpoints"), ("deaf", "a backend that refuses")):
+            outcomes = [await asyncio.to_thread(connect_outcome, sockets, vips[name], 80) for _ in range(20)]
+            kinds = sorted({o for o, _ in outcomes})
+            times = [t * 1e3 for _, t in outcomes]
+            row(f"ClusterIP with {what}: {'/'.join(kinds)} after", f"p50 {pct(times, 50):.1f} ms, max "
+                f"{max(times):.1f} ms", "at once (≤ 2 s)", max(times) <= 2000)
+        t0 = time.perf_counter()
+        successor = asyncio.create_task(restart_agent(sock, agent_info(sock)["pid"]))  # SIGKILLs it
+        await asyncio.sleep(0)
+        while (await asyncio.to_thread(connect_outcome, sockets, vips["web"], 80, 0.2))[0] != "answered":
+            if time.perf_counter() - t0 > 30:
+                break
+            await asyncio.sleep(0.01)
+        back = time.perf_counter() - t0
+        row("SIGKILLed agent → the ClusterIP answers again", f"{back:.2f} s", "≤ 1 s", back <= 1.0)
+        await asyncio.wait_for(successor, 60)  # the next sections talk to the successor
+    finally:
+        sockets.close()
+
+
+# ------------------------------------------------------------------------------------------------ 4. scale
 
 def nft_in_node(names: Names, *args: str) -> str:
     argv = ["nsenter", f"--net={Names.netns_path(names.node_netns)}", "--", "nft", *args]
@@ -252,7 +315,7 @@ async def restart_agent(sock: str, pid: int) -> dict[str, Any]:
 
 
 async def scale(client: Client, home: Path, names: Names, sock: str, mode: str, n: int, samples: int = 20) -> None:
-    print(f"\n3. Scale: {n:,} Services × 3 endpoints")
+    print(f"\n4. Scale: {n:,} Services × 3 endpoints")
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(16)
 
@@ -330,7 +393,7 @@ async def scale(client: Client, home: Path, names: Names, sock: str, mode: str, 
 
 
 async def leftovers(names: Names, sock: str, host_before: str) -> None:
-    print("\n4. Leftovers")
+    print("\n5. Leftovers")
     before = nft_in_node(names, "list", "table", "ip", "kube-proxy")
     await asyncio.wait_for(restart_agent(sock, control.request(sock, "services", timeout=30)["pid"]), 60)
     after = nft_in_node(names, "list", "table", "ip", "kube-proxy")
@@ -365,6 +428,7 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, dict[str, f
                 results = await data_plane(client, names, sock, args.duration, args.rounds)
             else:
                 print("\n2. Data plane: skipped, `wrk` is not installed (apt-get install -y wrk)")
+            await failures(client, names, sock)
             await scale(client, home, names, sock, mode, args.services, max(10, args.samples // 5))
             if mode == "nftables":
                 await leftovers(names, sock, host_before)
