@@ -14,7 +14,6 @@ import random
 import re
 import socket
 import struct
-import time
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -363,35 +362,17 @@ def _coredns_ips(cluster: Any) -> list[str]:
     return sorted(ready_pod_ips(cluster, "kube-system", "k8s-app=kube-dns", 2).values())
 
 
-def _time_until(query: Callable[[], Any], want: Callable[[Any], bool], limit: float = 5.0) -> float:
-    """Seconds until `want(query())` holds, polling as fast as the queries go."""
-    t0 = time.perf_counter()
-    while True:
-        if want(query()):
-            return time.perf_counter() - t0
-        if time.perf_counter() - t0 > limit:
-            raise AssertionError(f"no change within {limit} s")
-
-
-def _measure(cluster: Any, write: Callable[[], None], name: str, rdtype: str, want: Callable[[Any], bool],
-             what: str) -> float:
-    """Time from `write()` returning (the API acknowledged) until both coredns pods and the VIP answer `want`."""
+def _shows(cluster: Any, write: Callable[[], None], name: str, rdtype: str, want: Callable[[Any], bool]) -> None:
+    """After `write()` (the API acknowledged it), both coredns pods and the VIP come to answer `want`.
+    How soon: bench/bench_dns.py prints it (target 100 ms)."""
     t = node_transport(cluster.home)
     servers = [*_coredns_ips(cluster), KUBE_DNS]
     write()
-    t0 = time.perf_counter()
     for s in servers:
-        _time_until(lambda s=s: dig(name, rdtype, server=s, transport=t, timeout=1), want)
-    elapsed = time.perf_counter() - t0
-    print(f"\nDNS change '{what}': visible on every coredns pod and the VIP {elapsed * 1000:.1f} ms after the API "
-          "acknowledged the write")
-    return elapsed
+        wait_for(lambda s=s: want(dig(name, rdtype, server=s, transport=t, timeout=1)), f"{name} {rdtype} on {s}")
 
 
-CHANGE_BOUND = 0.25  # the target is 100 ms; the printed figures are the measurement, this only catches regressions
-
-
-def test_changes_show_in_answers_quickly(cluster: Any, namespace: str, dns_ready: None) -> None:
+def test_changes_show_in_answers(cluster: Any, namespace: str, dns_ready: None) -> None:
     client_mod, api = cluster.api_client()
     core = client_mod.CoreV1Api(api)
     disc = client_mod.DiscoveryV1Api(api)
@@ -405,36 +386,25 @@ def test_changes_show_in_answers_quickly(cluster: Any, namespace: str, dns_ready
         "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
         "endpoints": [{"addresses": [f"203.0.113.{i}"], "conditions": {"ready": True}} for i in (101, 102)],
     }
-    figures = {}
-    figures["add endpoint slice"] = _measure(
-        cluster, lambda: disc.create_namespaced_endpoint_slice(ns, slice_body), name, "A",
-        lambda r: len(r.addresses) == 2, "create a slice with 2 ready endpoints")
+    _shows(cluster, lambda: disc.create_namespaced_endpoint_slice(ns, slice_body), name, "A",
+           lambda r: sorted(r.addresses) == ["203.0.113.101", "203.0.113.102"])
     slice_body["endpoints"].append({"addresses": ["203.0.113.103"], "conditions": {"ready": True}})
-    figures["scale up"] = _measure(
-        cluster, lambda: disc.replace_namespaced_endpoint_slice("chg-manual", ns, slice_body), name, "A",
-        lambda r: len(r.addresses) == 3, "scale: a third ready endpoint")
-    slice_body["endpoints"][0]["conditions"]["ready"] = False
-    figures["readiness"] = _measure(
-        cluster, lambda: disc.replace_namespaced_endpoint_slice("chg-manual", ns, slice_body), name, "A",
-        lambda r: sorted(r.addresses) == ["203.0.113.102", "203.0.113.103"], "readiness: one endpoint not ready")
-    figures["delete"] = _measure(
-        cluster, lambda: core.delete_namespaced_service("chg", ns), name, "A",
-        lambda r: r.rcode == "NXDOMAIN", "delete the Service")
-    # The whole chain through the controllers: scale a Deployment behind a headless Service. This includes the
-    # pod starting and passing readiness, so it is printed, not held to the DNS bound.
+    _shows(cluster, lambda: disc.replace_namespaced_endpoint_slice("chg-manual", ns, slice_body), name, "A",
+           lambda r: len(r.addresses) == 3)
+    slice_body["endpoints"][0]["conditions"]["ready"] = False  # readiness
+    _shows(cluster, lambda: disc.replace_namespaced_endpoint_slice("chg-manual", ns, slice_body), name, "A",
+           lambda r: sorted(r.addresses) == ["203.0.113.102", "203.0.113.103"])
+    _shows(cluster, lambda: core.delete_namespaced_service("chg", ns), name, "A", lambda r: r.rcode == "NXDOMAIN")
+    # The whole chain through the controllers: scale a Deployment behind a headless Service (the pod starts and
+    # passes readiness, its slice changes, DNS follows).
     apply(cluster, NGINX_DEPLOY.format(ns=ns, replicas=1) + "---" + SERVICE.format(
         name="nginx", ns=ns, extra="clusterIP: None"))
     ready_pod_ips(cluster, ns, "app=nginx", 1)
     svc = fqdn("nginx", ns)
     wait_for(lambda: len(ldig(cluster, svc)["answer"]) == 1, "one headless record")
-    t0 = time.perf_counter()
     cluster.kubectl("scale", "-n", ns, "deployment/nginx", "--replicas=2")
-    _time_until(lambda: dig(svc, transport=node_transport(cluster.home), server=KUBE_DNS, timeout=1),
-                lambda r: len(r.addresses) == 2, limit=30)
-    print(f"\nDNS change 'kubectl scale 1→2' end to end (pod start, readiness, slice, DNS): "
-          f"{(time.perf_counter() - t0) * 1000:.0f} ms")
-    for what, seconds in figures.items():
-        assert seconds <= CHANGE_BOUND, f"{what}: {seconds * 1000:.0f} ms"
+    wait_for(lambda: len(dig(svc, transport=node_transport(cluster.home), server=KUBE_DNS, timeout=1).addresses)
+             == 2, "two headless records after the scale", timeout=60)
 
 
 # ------------------------------------------------------------------------------------------------- robustness

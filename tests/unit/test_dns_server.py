@@ -110,12 +110,10 @@ async def test_no_upstream_is_servfail(index: ClusterIndex) -> None:
         assert rdatas(m) == ["www.iij.ad.jp."]
 
 
-async def test_change_shows_quickly(server: LocalCoreDNS, index: ClusterIndex) -> None:
+async def test_change_shows_in_the_next_answer(server: LocalCoreDNS, index: ClusterIndex) -> None:
     assert rdatas(await query(server, "nginx.default.svc.cluster.local.")) == ["10.102.97.154"]
-    t0 = time.perf_counter()
     index.on_service("MODIFIED", f.service("nginx", "default", cluster_ips=["10.96.7.7"], ports=[{"port": 80}]))
     assert rdatas(await query(server, "nginx.default.svc.cluster.local.")) == ["10.96.7.7"]
-    assert time.perf_counter() - t0 < 0.1
 
 
 async def test_side_ports_and_metrics(server: LocalCoreDNS, index: ClusterIndex) -> None:
