@@ -12,7 +12,9 @@ IPVS agent) and, side by side, to one coredns pod's IP directly. Prints figures;
 - memory: RSS and PSS (/proc/PID/smaps_rollup) of each coredns process before and after N Services;
 - changes: from the API acknowledging a write (a headless Service's EndpointSlice created, a third endpoint, an
   endpoint turned not ready, the Service deleted) until both coredns pods and the VIP answer accordingly
-  (target ≤ 100 ms; the integration tests assert only that the answers change).
+  (target ≤ 100 ms; the integration tests assert only that the answers change);
+- a Corefile edit (the coredns ConfigMap gets a `hosts` block) until each coredns pod answers from it ("within
+  seconds": the pods' volume follows the ConfigMap, `reload` checks every 2 s); kind's Corefile is put back.
 
     .venv/bin/python bench/bench_dns.py [--home H] [--services 1000] [--seconds 10] [--rate 5000]
 
@@ -224,6 +226,28 @@ def changes(home: Path, servers: list[str]) -> None:
             lambda r: r.rcode == "NXDOMAIN")
 
 
+def corefile_edit(home: Path, pod_ips: list[str]) -> None:
+    """Print how soon each coredns pod answers from an edited Corefile; put the original back."""
+    t = node_transport(home)
+    original = kubectl(home, "get", "configmap", "coredns", "-n", "kube-system", "-o", "jsonpath={.data.Corefile}")
+    edited = original.replace("    errors\n", "    errors\n    hosts {\n       10.0.0.1 myhost.example\n"
+                              "       fallthrough\n    }\n", 1)
+    assert edited != original, "kind's Corefile has no errors line"
+    patch = ["patch", "configmap", "coredns", "-n", "kube-system", "--type", "merge", "-p"]
+    kubectl(home, *patch, json.dumps({"data": {"Corefile": edited}}))
+    t0 = time.perf_counter()
+    try:
+        seen = []
+        for ip in pod_ips:
+            wait_for(lambda ip=ip: dig("myhost.example.", server=ip, transport=t, timeout=1).addresses == ["10.0.0.1"],
+                     f"the edited Corefile on {ip}", 60)
+            seen.append(time.perf_counter() - t0)
+        print(f"Corefile edit → answered from it: first pod {seen[0]:.1f} s, every pod {seen[-1]:.1f} s "
+              "(\"within seconds\")")
+    finally:
+        kubectl(home, *patch, json.dumps({"data": {"Corefile": original}}))
+
+
 def run(home: Path, args: argparse.Namespace) -> None:
     names = Names.for_home(home)
     t = node_transport(home)
@@ -279,6 +303,7 @@ def run(home: Path, args: argparse.Namespace) -> None:
         os.unlink(datafile)
     print()
     changes(home, [*(p["ip"] for p in pods), KUBE_DNS])
+    corefile_edit(home, [p["ip"] for p in pods])
     print(f"\nload average during the run: {os.getloadavg()} on {os.cpu_count()} CPUs")
 
 

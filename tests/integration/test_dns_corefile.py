@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,7 +129,6 @@ def test_log_rewrite_and_hosts_added_with_kubectl_edit(cluster: Any, client_pod:
                                                       ) -> None:
     before = pod_exec(cluster, client_pod, "nslookup", "foo.example")
     assert "NXDOMAIN" in before.stdout  # exists nowhere yet
-    t0 = time.monotonic()
     edit_corefile(cluster, tmp_path, monkeypatch, "errors",
                   "log\nrewrite name foo.example www.example.net\nhosts {\n   10.0.0.1 myhost.example\n"
                   "   fallthrough\n}")
@@ -139,14 +137,11 @@ def test_log_rewrite_and_hosts_added_with_kubectl_edit(cluster: Any, client_pod:
         out = pod_exec(cluster, client_pod, "dig", "+short", "+tries=1", "+timeout=1", "foo.example").stdout.split()
         return out == ["203.0.113.10"]
 
+    # "within seconds" (the volume follows the ConfigMap, reload checks every 2 s): bench_dns.py prints how soon
     wait_for(answers, "the rewrite to answer", timeout=30, interval=0.2)
-    first = time.monotonic() - t0
     # Each of the two coredns pods reloads on its own ticker: wait for both before asking through the VIP again.
     edited = config_hash("/etc/coredns/Corefile", corefile(cluster))
     wait_for(lambda: running_hashes(cluster) == {edited}, "both coredns pods to reload", timeout=30, interval=0.2)
-    elapsed = time.monotonic() - t0
-    print(f"\nCorefile edit → first answer from a pod: {first:.1f} s, both pods reloaded: {elapsed:.1f} s")
-    assert elapsed < 15  # "within seconds": the volume follows the ConfigMap, reload checks every 2 s
     out = pod_exec(cluster, client_pod, "dig", "+tries=2", f"@{KUBE_DNS}", "myhost.example")
     d = parse_dig(out.stdout)
     assert d.rcode == "NOERROR" and [a["rdata"] for a in d.answer] == ["10.0.0.1"] and "aa" in d.flags
