@@ -95,20 +95,82 @@ def _callable(condition: Callable[[], Any]) -> tuple[bool, str, Any]:
 
 
 def _rollout(lab: Lab, namespace: str, target: str) -> tuple[bool, str, Any]:
+    """kubectl rollout status's viewers (Deployment, StatefulSet, DaemonSet), then the pods themselves.
+
+    A controller's status counts can be stale for a moment: a pod deleted and replaced leaves the generation as it
+    was, and the status may still count the old pod as ready. So once the status says done, the pods the workload
+    selects must say so too: as many as it wants, none extra, every one Ready (a StatefulSet's by their names)."""
     kind, _, name = target.partition("/")
     obj = lab.resource(kind, name, namespace)
+    done, seen = _rollout_status(obj)
+    if not done:
+        return False, seen, obj
+    done, seen = _rollout_pods(lab, namespace, obj)
+    return done, seen, obj
+
+
+def _rollout_status(obj: dict[str, Any]) -> tuple[bool, str]:
+    """What `kubectl rollout status` says of `obj` (polymorphichelpers' status viewers), and whether it is done."""
+    kind, spec, st = obj["kind"], obj.get("spec") or {}, obj.get("status") or {}
+    observed, generation = int(st.get("observedGeneration", 0)), int(obj["metadata"].get("generation", 0))
+    if observed == 0 or generation > observed:
+        return False, f"waiting for the {kind}'s spec update to be observed"
+    want, updated = int(spec.get("replicas", 1)), int(st.get("updatedReplicas", 0))
+    if kind == "Deployment":
+        total, available = int(st.get("replicas", 0)), int(st.get("availableReplicas", 0))
+        if updated < want:
+            return False, f"{updated} out of {want} new replicas have been updated"
+        if total > updated:
+            return False, f"{total - updated} old replicas are pending termination"
+        if available < updated:
+            return False, f"{available} of {updated} updated replicas are available"
+        return True, f"{updated} of {want} replicas updated and available"
+    if kind == "StatefulSet":
+        strategy = spec.get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            raise ValueError("rollout status is only available for RollingUpdate strategy type")
+        ready = int(st.get("readyReplicas", 0))
+        if ready < want:
+            return False, f"{ready} of {want} pods ready"
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        if updated < want - partition:
+            return False, f"{updated} out of {want - partition} new pods have been updated"
+        return True, f"{ready} of {want} pods ready, {updated} updated"
+    if kind == "DaemonSet":
+        desired = int(st.get("desiredNumberScheduled", 0))
+        updated, available = int(st.get("updatedNumberScheduled", 0)), int(st.get("numberAvailable", 0))
+        if updated < desired:
+            return False, f"{updated} out of {desired} new pods have been updated"
+        if available < desired:
+            return False, f"{available} of {desired} updated pods are available"
+        return True, f"{available} of {desired} pods updated and available"
+    raise ValueError(f"no rollout status for a {kind} (Deployment, StatefulSet or DaemonSet)")
+
+
+def _rollout_pods(lab: Lab, namespace: str, obj: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the pods `obj` selects are the ones its finished rollout stands for; what they are."""
+    from labkit.controllers.util import selector_matches
+
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
-    want = int(spec.get("replicas", 1))
-    fresh = int(st.get("observedGeneration", 0)) >= int(obj["metadata"].get("generation", 0))
-    updated = int(st.get("updatedReplicas", 0))
-    if obj["kind"] == "Deployment":
-        available, total = int(st.get("availableReplicas", 0)), int(st.get("replicas", 0))
-        ok = fresh and updated == want and total == want and available == want
-        return ok, f"{updated} of {want} replicas updated, {available} available, {total} in all", obj
-    ready = int(st.get("readyReplicas", 0))
-    revision_done = st.get("currentRevision") == st.get("updateRevision") or updated == want
-    ok = fresh and ready == want and revision_done
-    return ok, f"{ready} of {want} replicas ready, {updated} updated", obj
+    pods = sorted((p for p in lab.resources("pods", namespace=namespace)
+                   if not p["metadata"].get("deletionTimestamp")
+                   and selector_matches(spec.get("selector"), p["metadata"].get("labels"))),
+                  key=lambda p: p["metadata"]["name"])
+    names = [p["metadata"]["name"] for p in pods]
+    not_ready = [p["metadata"]["name"] for p in pods if not _is_ready(p)]
+    if obj["kind"] == "DaemonSet":
+        want = int(st.get("desiredNumberScheduled", 0))
+        ok = len(pods) == want
+    else:
+        want = int(spec.get("replicas", 1))
+        ok = len(pods) == want
+        if obj["kind"] == "StatefulSet":
+            first = int((spec.get("ordinals") or {}).get("start") or 0)
+            ok = set(names) == {f"{obj['metadata']['name']}-{i}" for i in range(first, first + want)}
+    seen = f"the status says done; pods: {', '.join(names) or 'none'}"
+    if not_ready:
+        seen += f" ({', '.join(not_ready)} not Ready)"
+    return ok and not not_ready, seen
 
 
 def _is_ready(pod: dict[str, Any]) -> bool:
