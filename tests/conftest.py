@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,6 +131,23 @@ def wait_for(fn: Callable[[], T], what: str, timeout: float = 30.0, interval: fl
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+async def eventually(probe: Callable[[], T | Awaitable[T]], what: str, timeout: float = 30.0,
+                     interval: float = 0.01) -> T:
+    """wait_for inside an event loop: poll `probe` (a function or a coroutine function) until it returns something
+    truthy, letting the loop run in between; fail naming `what`. The bound is a deadline, not a number of tries:
+    under load each try takes longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)
 
 
 @pytest.fixture

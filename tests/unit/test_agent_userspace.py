@@ -11,6 +11,7 @@ import pytest
 from labkit.agent.model import FLAG_PERSISTENT, RealServer, VirtualServer
 from labkit.agent.sync import Op
 from labkit.agent.userspace import UserspaceDataPlane
+from tests.conftest import eventually
 
 VIP = "127.0.10.1"
 
@@ -74,7 +75,9 @@ async def test_rr_splits_100_connections_and_counts():
         for _ in range(100):
             got[(await _ask(vport)).split(b":")[0]] += 1
         assert got == {b"a": 50, b"b": 50}
-        await asyncio.sleep(0)  # let connection_lost callbacks run
+        # the last connection ends on the data plane's side a moment after the client's: wait for its close
+        await eventually(lambda: all(d.active == 0 for d in dp.list()[("TCP", VIP, vport)].destinations),
+                         "no active connection left")
         vs = dp.list()[("TCP", VIP, vport)]
         assert vs.stats.conns == 100
         assert vs.stats.inbytes == 200 and vs.stats.outbytes == 100 * 4
@@ -99,12 +102,8 @@ async def test_active_conn_while_open(plane):
         assert await r.read(100) == b"a:x"
         # backend closed; meanwhile look at an open connection
         _r2, w2 = await asyncio.open_connection(VIP, vport)
-        for _ in range(100):
-            d = plane.list()[("TCP", VIP, vport)].destinations[0]
-            if d.active == 1:
-                break
-            await asyncio.sleep(0.01)
-        assert d.active == 1
+        await eventually(lambda: plane.list()[("TCP", VIP, vport)].destinations[0].active == 1,
+                         "the open connection counted active")
         w2.close()
         w.close()
     finally:
@@ -234,11 +233,8 @@ async def test_connection_table_lists_open_closed_and_template_entries():
         _r, w = await asyncio.open_connection(VIP, vport)  # one open connection, not yet answered
         w.write(b"")
         local = w.get_extra_info("sockname")[:2]
-        for _ in range(200):
-            states = {c["state"] for c in dp.connections()}
-            if "ESTABLISHED" in states and "TIME_WAIT" in states:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: {"ESTABLISHED", "TIME_WAIT"} <= {c["state"] for c in dp.connections()},
+                         "an ESTABLISHED and a TIME_WAIT entry")
         conns = dp.connections()
         by_state = {c["state"]: c for c in conns}
         assert set(by_state) == {"ESTABLISHED", "TIME_WAIT", "NONE"}, conns

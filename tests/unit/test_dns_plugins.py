@@ -20,6 +20,7 @@ from labkit.dns.index import ClusterIndex
 from labkit.dns.server import Listener, exchange
 from labkit.dns.testing import LocalCoreDNS, kind_corefile, refusing_port
 from labkit.dns.upstream import UpstreamData, UpstreamHandler
+from tests.conftest import eventually
 
 OUTSIDE = {"ttl": 300, "zones": {"example.net": {"www": "203.0.113.10", "db": ["203.0.113.20", "203.0.113.21"],
                                                  "web": {"cname": "www"}}}}
@@ -205,11 +206,11 @@ async def test_hosts_inline_file_ptr_nodata_and_servfail(index: ClusterIndex, tm
         assert (await d.ask("nope.corp.test.")).rcode() == dns.rcode.SERVFAIL  # no fallthrough
         assert (await d.ask("files.", "A")).rcode() == dns.rcode.SERVFAIL  # not in corp.test: next plugin: none
         hosts.write_text("203.0.113.60 files.corp.test\n")
-        for _ in range(50):
-            if answers(await d.ask("files.corp.test.")) == ["203.0.113.60"]:
-                break
-            await asyncio.sleep(0.05)
-        assert answers(await d.ask("files.corp.test.")) == ["203.0.113.60"]
+
+        async def edited() -> bool:  # hosts rereads its file every 100ms
+            return answers(await d.ask("files.corp.test.")) == ["203.0.113.60"]
+
+        await eventually(edited, "the edited hosts file's answer")
 
 
 async def test_hosts_fallthrough_to_kubernetes_and_forward(index: ClusterIndex, outside: str) -> None:
@@ -391,16 +392,14 @@ async def test_reload_watches_the_file(index: ClusterIndex, tmp_path: Path) -> N
     async with d:
         assert answers(await d.ask("a.test.")) == ["203.0.113.1"]
         path.write_text(block("reload", "hosts {\n        203.0.113.2 a.test\n    }", key=".:0"))
-        for _ in range(60):
-            if answers(await d.ask("a.test.")) == ["203.0.113.2"]:
-                break
-            await asyncio.sleep(0.1)
-        assert answers(await d.ask("a.test.")) == ["203.0.113.2"]
+
+        async def reloaded() -> bool:
+            return answers(await d.ask("a.test.")) == ["203.0.113.2"]
+
+        await eventually(reloaded, "the edited Corefile's answer", interval=0.1)
         path.write_text(block("reload", "bogus", key=".:0"))
-        for _ in range(60):
-            if any("reload failed" in line for line in d.logs()):
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: any("reload failed" in line for line in d.logs()), "the failed reload's error",
+                         interval=0.1)
         assert d.logs()[-1].startswith("[ERROR] plugin/reload: Corefile changed but reload failed: starting with "
                                        "listener file descriptors: ")
         assert answers(await d.ask("a.test.")) == ["203.0.113.2"]
@@ -426,10 +425,7 @@ async def test_loop_detection(index: ClusterIndex) -> None:
         d = LocalCoreDNS(block("loop", f"forward . 127.0.0.1:{relay.port}"), index)
         async with d:
             back.port = d.port
-            for _ in range(100):
-                if d.fatal:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: d.fatal, "the loop plugin's fatal error", interval=0.05)
     assert re.fullmatch(r'plugin/loop: Loop \(127\.0\.0\.1:\d+ -> :0\) detected for zone "\.", see '
                         r'https://coredns\.io/plugins/loop#troubleshooting\. Query: "HINFO \d+\.\d+\."', d.fatal[0])
 

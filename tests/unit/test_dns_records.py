@@ -15,6 +15,7 @@ from labkit.dns import fixtures as f
 from labkit.dns import wire
 from labkit.dns.index import ClusterIndex
 from labkit.dns.testing import LocalCoreDNS, kind_corefile
+from tests.conftest import eventually
 
 Z = "cluster.local."
 
@@ -530,11 +531,8 @@ async def test_run_informers_feeds_the_index(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(labkit.client, "Informer", FakeInformer)
     idx = ClusterIndex()
     task = asyncio.create_task(run_informers(KubeSource(SourceKey(labels="app=web"), idx), FakeClient()))
-    for _ in range(100):
-        if idx.synced:
-            break
-        await asyncio.sleep(0.01)
-    assert idx.synced and idx.service("default", "a") is not None and idx.namespace_exists("default")
+    await eventually(lambda: idx.synced, "the index to sync")
+    assert idx.service("default", "a") is not None and idx.namespace_exists("default")
     assert selectors == {"namespaces": None, "services": "app=web", "endpointslices": "app=web", "pods": None}
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
