@@ -90,8 +90,12 @@ class Page:
         return self.exec(pod, "sh", "-c", script, check=check)
 
     def interactive(self, args: list[str], typed: str = "", timeout: float = 120) -> tuple[int, str]:
-        """`kubectl ARGS` on a terminal of its own (`kubectl run -it`, `exec -it`): type `typed` once kubectl
-        says the session is up, return (exit status, everything the terminal showed)."""
+        """`kubectl ARGS` on a terminal of its own (`kubectl run -it`, `exec -it`): type `typed` into the shell
+        once it shows a prompt, return (exit status, everything the terminal showed).
+
+        As kubectl says ("If you don't see a command prompt, try pressing enter"): the shell's first prompt may
+        have come before kubectl attached, so press enter and wait for the prompt it brings. Typed before the
+        shell takes the terminal, the input would be echoed by the terminal ahead of the prompt instead."""
         import pty
         import select
 
@@ -103,7 +107,7 @@ class Page:
         if pid == 0:  # the child: kubectl on the terminal
             os.execve(str(binary), [str(binary), f"--cache-dir={self.cluster.cache_dir / '1.32'}", *args], env)
         shown = b""
-        sent = not typed
+        sent, entered = not typed, False
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -117,8 +121,13 @@ class Page:
                 if not chunk:
                     break
                 shown += chunk
-                if not sent and b"try pressing enter" in shown:
-                    time.sleep(0.5)  # the shell's first prompt
+                hint = shown.find(b"try pressing enter")
+                if sent or hint < 0:
+                    continue
+                if not entered:
+                    os.write(fd, b"\n")
+                    entered = True
+                elif shown[hint:].endswith((b"# ", b"$ ")):  # the prompt, after the enter
                     os.write(fd, typed.encode())
                     sent = True
             else:
