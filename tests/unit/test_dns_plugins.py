@@ -94,7 +94,7 @@ async def test_log_lines_in_coredns_format(index: ClusterIndex, outside: str) ->
         # OPT (the cache dropped the upstream's)
         ("A", "www.example.net.", "udp", "44", "true", "1232", "NOERROR", "qr,rd,ra", "64"),
     ]
-    assert lines[0]["remote"] == "127.0.0.1" and float(lines[0]["duration"][:-1]) < 1
+    assert lines[0]["remote"] == "127.0.0.1"  # and {duration}: Go's seconds with a fraction (LOG_LINE), never timed
 
 
 async def test_log_names_and_classes(index: ClusterIndex) -> None:
