@@ -607,8 +607,16 @@ class ZygoteSession:
                 return
 
     async def send(self, channel: int, payload: bytes) -> None:
-        self.writer.write(HEADER.pack(channel, len(payload)) + payload)
-        await self.writer.drain()
+        """Send a frame. Once the session has ended (the process exited, the zygote closed the connection), what
+        the client still sends (stdin typed late, its end, a resize) is dropped, as a container runtime drops
+        input for a process that is gone: the end was, or will be, read from frames()."""
+        if self.writer.is_closing():
+            return
+        try:
+            self.writer.write(HEADER.pack(channel, len(payload)) + payload)
+            await self.writer.drain()
+        except ConnectionError:
+            pass
 
     def close(self) -> None:
         self.writer.close()

@@ -313,7 +313,7 @@ def test_exec_sessions_exit_codes_terminal_and_missing_program(cluster):
                                                                          "echo err >&2; exit 3"]})
         plain_result = await session_output(plain)
         term = await node.zygote.session({**base, "argv": ["sh", "-c", "tty; sleep 15"], "tty": True, "stdin": True})
-        from labkit.node.shim import STDIN, STDOUT
+        from labkit.node.shim import CLOSE, STDIN, STDOUT
 
         seen = b""
         async for channel, payload in term.frames():
@@ -328,9 +328,16 @@ def test_exec_sessions_exit_codes_terminal_and_missing_program(cluster):
             missing = str(exc)
         fed = await node.zygote.session({**base, "argv": ["sh", "-c", "read x; echo got $x"], "stdin": True})
         fed_result = await session_output(fed, [b"hi\n"], close_stdin=True)
-        return plain_result, seen, term_result, missing, fed_result, STDIN
+        # stdin that comes after the process ended (the zygote has closed the session) goes nowhere, quietly
+        late = await node.zygote.session({**base, "argv": ["true"], "stdin": True})
+        late_frames = [frame async for frame in late.frames()]
+        await late.reader.read()  # the zygote's end of the connection is closed
+        await late.send(STDIN, b"too late\n")
+        await late.send(CLOSE, bytes([STDIN]))
+        late.close()
+        return plain_result, seen, term_result, missing, fed_result, late_frames
 
-    (end, out, err), seen, (term_end, _, _), missing, (fed_end, fed_out, _), _ = asyncio.run(run())
+    (end, out, err), seen, (term_end, _, _), missing, (fed_end, fed_out, _), late = asyncio.run(run())
     assert end["exitCode"] == 3 and err == b"err\n"
     # The exec'd shell sees its container's processes only: netexec (PID 1), itself, ps, wc.
     assert out.split() == [b"out", b"4"]
@@ -339,6 +346,7 @@ def test_exec_sessions_exit_codes_terminal_and_missing_program(cluster):
     assert missing == ('OCI runtime exec failed: exec failed: unable to start container process: exec: '
                        '"nosuchprogram": executable file not found in $PATH: unknown')
     assert fed_end["exitCode"] == 0 and fed_out == b"got hi\n"
+    assert [channel for channel, _ in late] == [3] and json.loads(late[0][1])["exitCode"] == 0  # EXIT only
 
 
 def test_attach_to_containers_with_stdin_and_a_terminal(cluster):
