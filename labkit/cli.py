@@ -1,6 +1,7 @@
 """The `labkit` command.
 
     labkit lab [--port N] [--no-browser]      the front door: the cluster (started or reused) and JupyterLab on the labs
+    labkit lab --student [--dir DIR]          the same on a copy of the labs with the exercises' solutions removed
     labkit up [--proxy-mode ipvs|nftables]   start the embedded cluster (returns once the API answers)
     labkit up --backend kind [--nodes N] [--proxy labkit]   a kind cluster (Docker); returns once it is usable
     labkit up --backend kubeconfig [--context C] [--learner L]   namespaces of one's own on a cluster that exists
@@ -159,13 +160,29 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_lab(args: argparse.Namespace, extra: list[str]) -> int:
     from labkit import frontdoor, notebooks
 
+    labs = notebooks.LABS_DIR
+    if args.student:
+        labs = _student_copy(Path(args.dir or frontdoor.STUDENT_DIR).absolute())
+    elif args.dir:
+        raise errors.LabkitError("--dir names the student copy's folder: use it with --student")
     start = time.monotonic()
     paths, started = embedded.up(_home(args), timeout=args.timeout)
     embedded.wait_usable(paths, timeout=args.timeout)
     print(f"labkit: embedded cluster {'started' if started else 'already running'} and usable in "
-          f"{time.monotonic() - start:.1f}s ({paths.home}); starting JupyterLab on {notebooks.LABS_DIR}", flush=True)
-    return frontdoor.serve(notebooks.LABS_DIR, paths.home, port=args.port,
+          f"{time.monotonic() - start:.1f}s ({paths.home}); starting JupyterLab on {labs}", flush=True)
+    return frontdoor.serve(labs, paths.home, port=args.port,
                            browser=False if args.no_browser else None, extra=extra)
+
+
+def _student_copy(folder: Path) -> Path:
+    from labkit import frontdoor, notebooks
+
+    copy = frontdoor.student_labs(folder, notebooks.LABS_DIR)
+    print(f"labkit: student copy of the labs (solutions removed) in {folder}: "
+          + (f"{len(copy.written)} files written" if copy.written else "up to date")
+          + (f"; kept as you left them: {', '.join(copy.kept)} (delete one to get it fresh)" if copy.kept else ""),
+          flush=True)
+    return folder
 
 
 def cmd_handout(args: argparse.Namespace) -> int:
@@ -183,6 +200,8 @@ def cmd_handout(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from labkit import frontdoor  # light: the standard library only
+
     parser = argparse.ArgumentParser(prog="labkit", description="See what a Kubernetes Service configures.")
     parser.add_argument("--home", help="the cluster's state directory (default: $LABKIT_HOME or ~/.labkit)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,7 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("kubeconfig", help="print the kubeconfig's path").set_defaults(func=cmd_kubeconfig)
     sub.add_parser("images", help="the container images the labs run").set_defaults(func=cmd_images)
     p = sub.add_parser("lab", help="start (or reuse) the cluster and JupyterLab on the labs",
-                       description="Arguments after `--` go to JupyterLab.")
+                       description="Serves the labs' sources, with each exercise's solution under it (the "
+                                   "instructor's view, and a self-study reader's); --student serves a copy of the "
+                                   "labs without the solutions, for a workshop's learners. Arguments after `--` go "
+                                   "to JupyterLab.")
+    p.add_argument("--student", action="store_true",
+                   help="serve a copy of the labs with each solution replaced by a placeholder comment (checks "
+                        "kept); it is written once and then yours: files you edited are never overwritten")
+    p.add_argument("--dir", help=f"the student copy's folder (default: ./{frontdoor.STUDENT_DIR})")
     p.add_argument("--port", type=int, default=8888, help="JupyterLab's port on 127.0.0.1 (busy: a free one)")
     p.add_argument("--no-browser", action="store_true", help="never open a browser (none is opened without a display)")
     p.add_argument("--timeout", type=float, default=120.0)

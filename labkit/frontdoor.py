@@ -8,11 +8,23 @@ It starts the embedded cluster (or reuses the running one), then JupyterLab on t
 JupyterLab must open a lab's `.md` source as a notebook on a double click: jupytext's viewer is made the default
 for Markdown through an overrides file of labkit's own in JupyterLab's application settings (overrides.d), which
 leaves a user's own overrides.json alone; the same file turns off the news and update checks (offline workshops).
+
+Two ways to serve the labs:
+
+    instructor (default)  the sources in `labs/`, solutions under each exercise; saving a lab writes its source
+    student (--student)   a copy of the labs of the learner's own (default `student-labs/`): each exercise's
+                          solution replaced by a placeholder, its checks kept (labkit.exercises' student build, the
+                          one the student handout prints), written once and then the learner's
+
+The student copy is never overwritten under a learner: a file they edited is kept as it is. A file still as labkit
+wrote it is brought up to date with the labs (after a `git pull`), which the manifest `.labkit-student.json` (each
+file's digest as written) tells apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -22,6 +34,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit import errors
@@ -33,6 +46,11 @@ OVERRIDES = {
         "defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}},
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
 }
+
+
+STUDENT_DIR = Path("student-labs")  # the student copy's default folder, relative to where `labkit lab` runs
+STUDENT_MANIFEST = ".labkit-student.json"
+JUPYTEXT_CONFIG = "jupytext.toml"  # how the labs are saved; the student copy is written and saved the same way
 
 
 def settings_dir() -> Path:
@@ -136,3 +154,61 @@ def serve(labs: Path, home: Path, *, port: int = DEFAULT_PORT, browser: bool | N
         proc.terminate()
         proc.wait()
         raise
+
+
+@dataclass
+class StudentCopy:
+    """What `student_labs` did: files written (new or brought up to date), and files kept (the learner's edits)."""
+
+    folder: Path
+    written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def student_texts(labs: Path) -> dict[str, str]:
+    """The student copy's files: each lab's student build as MyST Markdown (written as JupyterLab saves it, with
+    the labs' jupytext configuration), the labs' index and that configuration, by file name."""
+    import jupytext
+    from jupytext.config import load_jupytext_configuration_file
+
+    from labkit import exercises, notebooks
+
+    config = load_jupytext_configuration_file(str(labs / JUPYTEXT_CONFIG))
+    texts = {src.name: jupytext.writes(exercises.build(notebooks.read(src), "student"), fmt="md:myst", config=config)
+             for src in notebooks.sources(labs)}
+    for name in (INDEX, JUPYTEXT_CONFIG):
+        texts[name] = (labs / name).read_text()
+    return texts
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def student_labs(dest: Path, labs: Path) -> StudentCopy:
+    """Write the student copy of `labs` into `dest` (made if missing), keeping every file the learner edited."""
+    if not (labs / INDEX).exists():
+        raise errors.LabkitError(f"no labs at {labs} (no {INDEX}): run `labkit lab` from a clone of labkit")
+    if dest.resolve() == labs.resolve():
+        raise errors.LabkitError(f"the student copy cannot be written over the labs' sources ({labs})")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        manifest_path = dest / STUDENT_MANIFEST
+        written_before: dict[str, str] = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        copy = StudentCopy(dest)
+        manifest: dict[str, str] = {}
+        for name, text in student_texts(labs).items():
+            path = dest / name
+            on_disk = path.read_text() if path.exists() else None
+            if on_disk is not None and _digest(on_disk) != written_before.get(name):
+                copy.kept.append(name)  # the learner's (edited, or not labkit's): left as it is
+                continue
+            if on_disk != text:
+                path.write_text(text)
+                copy.written.append(name)
+            manifest[name] = _digest(text)
+        manifest_path.write_text(json.dumps({**{k: v for k, v in written_before.items() if k in copy.kept},
+                                             **manifest}, indent=2, sort_keys=True) + "\n")
+    except (OSError, ValueError) as exc:
+        raise errors.LabkitError(f"cannot write the student copy of the labs into {dest}: {exc}") from exc
+    return copy
