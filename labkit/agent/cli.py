@@ -113,6 +113,9 @@ def _connections_main(args: argparse.Namespace, home: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ labkit nft
 
+DEFAULT_NFT = ["list", "table", "ip", "kube-proxy"]  # what `labkit nft` lists when given nothing
+
+
 def nft_output(home: Path, args: list[str] | None = None) -> str:
     """What `nft ARGS` (default: `list table ip kube-proxy`) prints in the node's network namespace, as on a kind
     node (`docker exec kind-control-plane nft list table ip kube-proxy`). Only listings: nothing is changed."""
@@ -121,7 +124,7 @@ def nft_output(home: Path, args: list[str] | None = None) -> str:
     from labkit.backends.embedded import Paths
     from labkit.node.names import Names
 
-    args = args or ["list", "table", "ip", "kube-proxy"]
+    args = args or DEFAULT_NFT
     if args[0] != "list":
         raise errors.LabkitError(f"only listings (`nft list ...`), not `nft {' '.join(args)}`")
     netns = Names.netns_path(Names.for_home(home).node_netns)
@@ -144,7 +147,8 @@ def nft_main(argv: list[str], home: Path) -> int:
         print("usage: labkit nft [list table ip kube-proxy | list chain ip kube-proxy CHAIN | list map ip kube-proxy "
               "MAP | ...]\n\nnft's listings in the node's network namespace (default: the kube-proxy table).")
         return 0
-    sys.stdout.write(nft_output(home, argv))
+    other = _other_backend(home)  # kind: `nft` in the first node's container; a cluster that exists: refused
+    sys.stdout.write(other.nft(argv or DEFAULT_NFT) if other is not None else nft_output(home, argv))
     return 0
 
 
@@ -411,60 +415,81 @@ def curl_main(argv: list[str], home: Path) -> int:
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="{counts: {pod: n}, requests: [...]} as JSON")
     args = p.parse_args(argv)
-    from labkit.node.names import Names
-
-    names = Names.for_home(home)
     url = urlsplit(args.url if "://" in args.url else "http://" + args.url)
     if url.scheme != "http":
         p.error("only http:// URLs")
     host = url.hostname or ""
     port = url.port or 80
     target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    other = _other_backend(home)
     try:
-        pod_obj, index = asyncio.run(_cluster_info(home, args.pod, args.namespace))
-    except Exception as exc:
-        print(f"labkit curl: cannot read pods from the cluster at {home}: {exc}", file=sys.stderr)
-        return 1
-    netns = names.pod_netns(pod_obj["metadata"]["uid"]) if pod_obj is not None else names.node_netns
-    netns_path = Names.netns_path(netns)
-    if not netns_path.exists():
-        where = f"pod {args.namespace}/{args.pod}" if args.pod else "the node"
-        print(f"labkit curl: {where} has no network namespace ({netns_path}); is it running?", file=sys.stderr)
-        return 1
-    dialer = NetnsDialer(str(netns_path))
-    lookup = None if _body_names_pod(target) else connection_lookup(home)
-    replies: list[Reply] = []
-    try:
-        from labkit.dns import transports
+        if other is not None:  # kind, or a cluster that exists: through its node helper pods
+            index = pod_index(other.pods(args.namespace))
+            ip = resolve_host(host, other.dns_transport(args.pod, args.namespace))
 
-        transport = (transports.pod_transport(args.pod, args.namespace, home) if args.pod
-                     else transports.node_transport(home, args.namespace))
-        ip = resolve_host(host, transport)
-        def open_connection() -> HttpConnection:
-            return HttpConnection(dialer.socket, ip, port, url.netloc, lookup, args.timeout)
-
+            def open_connection() -> HttpConnection:
+                conn = other.http_connection(ip, port, from_pod=args.pod, namespace=args.namespace,
+                                             timeout=args.timeout)
+                conn.host_header = url.netloc  # resolved once, as above: the request still names the host asked
+                return conn
+        else:
+            opened = _embedded_opener(home, args.pod, args.namespace, host, port, url.netloc, target, args.timeout)
+            if opened is None:
+                return 1
+            index, ip, open_connection = opened
+        replies: list[Reply] = []
         for r in http_requests(open_connection, target, args.count, keepalive=args.keepalive):
             if r.error is None:
                 r.pod = who_answered(r, index, target)
             replies.append(r)
-    except OSError as exc:
+    except (OSError, LookupError, errors.LabkitError) as exc:
         print(f"labkit curl: {exc}", file=sys.stderr)
         return 1
     counts = Counter(r.pod for r in replies if r.pod is not None)
-    errors = [r for r in replies if r.error is not None]
+    failed = [r for r in replies if r.error is not None]
     if args.json:
         print(json.dumps({"url": args.url, "from": args.pod or "node", "address": f"{ip}:{port}",
-                          "counts": dict(sorted(counts.items())), "errors": len(errors),
+                          "counts": dict(sorted(counts.items())), "errors": len(failed),
                           "requests": [r.to_dict() for r in replies]}, indent=2))
     else:
         width = max([len(k) for k in counts] + [3])
         for pod, n in sorted(counts.items()):
             print(f"{pod:<{width}}  {n}")
-        for r in errors[:5]:
+        for r in failed[:5]:
             print(f"request {r.index}: {r.error}", file=sys.stderr)
-        if errors:
-            print(f"{len(errors)} of {len(replies)} requests failed", file=sys.stderr)
-    return 0 if not errors else 1
+        if failed:
+            print(f"{len(failed)} of {len(replies)} requests failed", file=sys.stderr)
+    return 0 if not failed else 1
+
+
+def _embedded_opener(home: Path, pod: str | None, namespace: str, host: str, port: int, host_header: str,
+                     target: str, timeout: float) -> tuple[PodIndex, str, Callable[[], HttpConnection]] | None:
+    """For the embedded cluster: the pods, the host's address, and connections made in the pod's (or the node's)
+    network namespace; None (after saying why) when there is no such namespace."""
+    from labkit.dns import transports
+    from labkit.node.names import Names
+
+    names = Names.for_home(home)
+    try:
+        pod_obj, index = asyncio.run(_cluster_info(home, pod, namespace))
+    except Exception as exc:
+        print(f"labkit curl: cannot read pods from the cluster at {home}: {exc}", file=sys.stderr)
+        return None
+    netns = names.pod_netns(pod_obj["metadata"]["uid"]) if pod_obj is not None else names.node_netns
+    netns_path = Names.netns_path(netns)
+    if not netns_path.exists():
+        where = f"pod {namespace}/{pod}" if pod else "the node"
+        print(f"labkit curl: {where} has no network namespace ({netns_path}); is it running?", file=sys.stderr)
+        return None
+    dialer = NetnsDialer(str(netns_path))
+    lookup = None if _body_names_pod(target) else connection_lookup(home)
+    transport = (transports.pod_transport(pod, namespace, home) if pod else transports.node_transport(home, namespace))
+    ip = resolve_host(host, transport)
+
+    def open_connection() -> HttpConnection:
+        return HttpConnection(dialer.socket, ip, port, host_header, lookup, timeout)
+
+    return index, ip, open_connection
 
 
 def _body_names_pod(target: str) -> bool:

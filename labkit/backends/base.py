@@ -141,6 +141,15 @@ class Backend(abc.ABC):
         """How `labkit.dns.dig.dig()`/`resolve()` send a query from pod `namespace/from_pod`, or from a node when
         `from_pod` is None (resolving like a ClusterFirst pod in `namespace`)."""
 
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        """Every pod the kubeconfig may list (all namespaces; where that is refused, `namespace`'s), as the API
+        lists them: to name the pod that answered a request. Through kubectl, which speaks every way a kubeconfig
+        authenticates."""
+        from labkit.backends import tools
+
+        return tools.list_pods(tools.Kubectl(tools.find_tool("kubectl", backend=self.name), self.kubeconfig),
+                               namespace)
+
     @abc.abstractmethod
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:

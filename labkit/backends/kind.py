@@ -555,6 +555,9 @@ class KindBackend(Backend):
     def dns_transport(self, from_pod: str | None, namespace: str) -> Transport:
         return self._inside().dns_transport(from_pod, namespace)
 
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        return tools.list_pods(self.info().kubectl_runner(), namespace)  # the kubectl `up` was given
+
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:
         info = self.info()

@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -310,6 +310,9 @@ class KubeconfigBackend(Backend):
 
     def dns_transport(self, from_pod: str | None, namespace: str) -> Transport:
         return self.inside().dns_transport(from_pod, namespace)
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        return tools.list_pods(self._kubectl(self._saved()), namespace)  # the kubectl `up` found
 
     def http_connection(self, host: str, port: int, *, from_pod: str | None, namespace: str,
                         timeout: float = 3.0) -> HttpConnection:

@@ -6,6 +6,7 @@ fails becomes a `ClusterError` carrying its own last words (kind's "ERROR: ...",
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,3 +81,13 @@ class Kubectl:
     def __call__(self, *args: str, input: str | None = None, timeout: float | None = None,
                  check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(self.argv(*args), input=input, timeout=timeout, check=check, env=self.env or None)
+
+
+def list_pods(kubectl: Kubectl, namespace: str) -> list[dict]:
+    """Every pod `kubectl` may list: all namespaces, or where that is refused (a learner on a shared cluster), the
+    pods of `namespace`."""
+    for scope in (["--all-namespaces"], ["-n", namespace]):
+        proc = kubectl("get", "pods", *scope, "-o", "json", check=False, timeout=60)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout).get("items") or []
+    raise errors.ClusterError(f"the pods cannot be listed: {last_words(proc.stderr)}")

@@ -507,6 +507,12 @@ def kubectl_get(argv: list[str], words: list[str], cluster: dict, namespace: str
     if kind in ("service", "services", "svc") and (namespace, name) == ("kube-system", "kube-dns"):
         out("10.96.0.10" if output == "jsonpath={.spec.clusterIP}" else "")
         return 0
+    if kind in ("pod", "pods") and name is None and output == "json":  # a list: -A, else the namespace's
+        everywhere = "-A" in argv or "--all-namespaces" in argv
+        items = [pod_view(cluster, k, o) for k, o in cluster["objects"].items()
+                 if k.startswith("Pod/") and (everywhere or k.split("/")[1] == namespace)]
+        out(json.dumps({"kind": "List", "items": items}))
+        return 0
     if kind in ("pod", "pods"):
         key = f"Pod/{namespace}/{name}"
         if key not in cluster["objects"]:

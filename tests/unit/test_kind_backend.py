@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dns.message
@@ -324,6 +325,66 @@ def test_cli_up_status_kubeconfig_down(fake_tools: FakeTools, tmp_path: Path,  #
     assert cli.main(["--home", str(home), "down"]) == 0
     assert "kind cluster 'labkit' deleted" in capsys.readouterr().out
     assert fake_tools.state()["clusters"] == {}
+
+
+def test_cli_curl_sends_from_the_pods_network_namespace_and_names_who_answered(
+        fake_tools: FakeTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    home = str(tmp_path / "home")
+    assert cli.main(["--home", home, "up", "--backend", "kind", "--nodes", "2"]) == 0
+    fake_tools.add_pod("labkit", "lab1", "client", "labkit-worker", "10.244.1.5")
+    fake_tools.add_pod("labkit", "lab1", "web-a", "labkit-control-plane", "10.244.0.7")
+    fake_tools.add_pod("labkit", "lab1", "web-b", "labkit-worker", "10.244.1.8")
+    fake_tools.add_service("labkit", "web.lab1.svc.cluster.local.", "10.96.0.100", 80,
+                           [("web-a", "10.244.0.7"), ("web-b", "10.244.1.8")])
+    capsys.readouterr()
+    fake_tools.forget_calls()
+
+    assert cli.main(["--home", home, "curl", "http://web/", "--from", "client", "-n", "lab1", "--count", "4",
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["address"] == "10.96.0.100:80" and doc["errors"] == 0
+    assert doc["counts"] == {"web-a": 2, "web-b": 2}  # named from the pods kubectl listed
+    assert all(r["local"].startswith("10.244.1.5:") for r in doc["requests"])  # the client pod's own address
+    assert [r["destination"] for r in doc["requests"]] == ["10.244.0.7:80", "10.244.1.8:80"] * 2  # IPVS's choice
+    kubectl = fake_tools.argvs("kubectl")
+    assert any(a[-4:] == ["pods", "--all-namespaces", "-o", "json"] for a in kubectl)
+    relays = [a for a in kubectl if "exec" in a and any("labkit node helper: relay" in w for w in a)]
+    assert len(relays) == 4 and all("labkit-node-helper-labkit-worker" in a for a in relays)
+    # entering the client's network namespace, connecting to the address resolved once
+    assert all(a[a.index("--") + 4:] == ["10.244.1.5/client", "10.96.0.100", "80", "3.0"] for a in relays)
+
+    assert cli.main(["--home", home, "curl", "10.96.0.200", "--count", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "request 0: connect to 10.96.0.200:80: Connection refused" in err and "2 of 2 requests failed" in err
+    assert cli.main(["--home", home, "curl", "web", "--from", "nobody", "-n", "lab1"]) == 1
+    assert 'pods "nobody" not found' in capsys.readouterr().err
+
+    assert cli.main(["--home", home, "nft"]) == 1  # kube-proxy in IPVS mode made no nftables rules
+    assert "made no nftables rules" in capsys.readouterr().err
+    assert cli.main(["--home", home, "down"]) == 0
+
+
+def test_cli_curl_and_nft_on_an_nftables_kind_cluster(fake_tools: FakeTools, tmp_path: Path,  # noqa: F811
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "home")
+    assert cli.main(["--home", home, "up", "--backend", "kind", "--proxy-mode", "nftables"]) == 0
+    fake_tools.add_pod("labkit", "default", "web-a", "labkit-control-plane", "10.244.0.7")
+    fake_tools.add_service("labkit", "web.default.svc.cluster.local.", "10.96.0.100", 8080, [("web-a", "10.244.0.7")])
+    capsys.readouterr()
+
+    assert cli.main(["--home", home, "curl", "web:8080/hostname"]) == 0  # from the node
+    assert capsys.readouterr().out == "web-a  1\n"
+    assert cli.main(["--home", home, "curl", "web:8080", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["from"] == "node" and doc["requests"][0]["local"].startswith("172.18.0.2:")
+    assert doc["requests"][0]["destination"] == "10.244.0.7:8080"  # the node's conntrack table
+
+    assert cli.main(["--home", home, "nft"]) == 0
+    assert capsys.readouterr().out.startswith("table ip kube-proxy {")
+    assert fake_tools.argvs("docker")[-1][-5:] == ["nft", "list", "table", "ip", "kube-proxy"]
+    assert cli.main(["--home", home, "nft", "flush", "ruleset"]) == 1
+    assert "only nft listings" in capsys.readouterr().err
+    assert cli.main(["--home", home, "down"]) == 0
 
 
 def test_cli_without_docker_prints_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
