@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from labkit import cli, errors
+from labkit.backends import images
 from labkit.backends.base import get_backend
 from labkit.backends.kubeconfig import KubeconfigBackend
 from labkit.dns.dig import resolve
@@ -97,6 +98,45 @@ def test_node_access_says_why_it_is_unavailable(learner: KubeconfigBackend, kube
         learner.dns_transport("client", ns)
     with pytest.raises(errors.Unavailable, match="a cluster that exists keeps its mode"):
         learner.start(proxy_mode="nftables", timeout=60)
+
+
+def test_cli_curl_from_inside_a_cluster_that_exists(cluster: Cluster, tmp_path: Path, kubectl_bin: str,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`labkit curl` on a learner's home: the requests leave from the probe pod (this cluster refuses privileged
+    helpers, so no connection table says where each went: agnhost's /hostname names the pod)."""
+    home = str(tmp_path / "carol-home")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").symlink_to(kubectl_bin)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert cli.main(["--home", home, "up", "--backend", "kubeconfig", "--kubeconfig", str(cluster.kubeconfig),
+                     "--learner", "carol"]) == 0
+    try:
+        ns = "carol-web"
+        kubectl = [kubectl_bin, "--kubeconfig", f"{home}/existing/kubeconfig", "-n", ns]
+        for argv in (["create", "namespace", ns],
+                     ["create", "deployment", "web", "--replicas=2", f"--image={images.AGNHOST}", "--", "/agnhost",
+                      "netexec", "--http-port=8080"],
+                     ["expose", "deployment", "web", "--port=80", "--target-port=8080"],
+                     ["rollout", "status", "deployment/web", "--timeout=60s"]):
+            subprocess.run([*kubectl, *argv], check=True, capture_output=True)
+        pods = json.loads(subprocess.run([*kubectl, "get", "pods", "-o", "json"], check=True, capture_output=True,
+                                         text=True).stdout)["items"]
+        names = {p["metadata"]["name"] for p in pods}
+        capsys.readouterr()
+
+        assert cli.main(["--home", home, "curl", "http://web/hostname", "-n", ns, "--count", "4", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        vip = subprocess.run([*kubectl, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"], check=True,
+                             capture_output=True, text=True).stdout
+        assert doc["address"] == f"{vip}:80" and doc["errors"] == 0
+        assert doc["counts"] == dict.fromkeys(sorted(names), 2)  # round robin, each answer named by its pod
+        probe = json.loads(subprocess.run([*kubectl[:-2], "-n", "carol-labkit", "get", "pod", "labkit-probe", "-o",
+                                           "json"], check=True, capture_output=True, text=True).stdout)
+        assert all(r["local"].split(":")[0] == probe["status"]["podIP"] for r in doc["requests"])
+    finally:
+        assert cli.main(["--home", home, "down"]) == 0
 
 
 def test_cli_up_status_down(cluster: Cluster, tmp_path: Path, kubectl_bin: str,
