@@ -100,18 +100,24 @@ def test_node_access_says_why_it_is_unavailable(learner: KubeconfigBackend, kube
         learner.start(proxy_mode="nftables", timeout=60)
 
 
-def test_cli_curl_from_inside_a_cluster_that_exists(cluster: Cluster, tmp_path: Path, kubectl_bin: str,
-                                                   capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """`labkit curl` on a learner's home: the requests leave from the probe pod (this cluster refuses privileged
-    helpers, so no connection table says where each went: agnhost's /hostname names the pod)."""
-    home = str(tmp_path / "carol-home")
+def cli_up(cluster: Cluster, tmp_path: Path, kubectl_bin: str, monkeypatch: pytest.MonkeyPatch, learner: str) -> str:
+    """`labkit up --backend kubeconfig --learner LEARNER` with only that kubectl on PATH; the learner's home."""
+    home = str(tmp_path / f"{learner}-home")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "kubectl").symlink_to(kubectl_bin)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     assert cli.main(["--home", home, "up", "--backend", "kubeconfig", "--kubeconfig", str(cluster.kubeconfig),
-                     "--learner", "carol"]) == 0
+                     "--learner", learner]) == 0
+    return home
+
+
+def test_cli_curl_from_inside_a_cluster_that_exists(cluster: Cluster, tmp_path: Path, kubectl_bin: str,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`labkit curl` on a learner's home: the requests leave from the probe pod (this cluster refuses privileged
+    helpers, so no connection table says where each went: agnhost's /hostname names the pod)."""
+    home = cli_up(cluster, tmp_path, kubectl_bin, monkeypatch, "carol")
     try:
         ns = "carol-web"
         kubectl = [kubectl_bin, "--kubeconfig", f"{home}/existing/kubeconfig", "-n", ns]
@@ -141,13 +147,7 @@ def test_cli_curl_from_inside_a_cluster_that_exists(cluster: Cluster, tmp_path: 
 
 def test_cli_up_status_down(cluster: Cluster, tmp_path: Path, kubectl_bin: str,
                             capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    home = str(tmp_path / "bob-home")
-    bob = tmp_path / "bin"
-    bob.mkdir()
-    (bob / "kubectl").symlink_to(kubectl_bin)
-    monkeypatch.setenv("PATH", f"{bob}:/usr/bin:/bin")
-    assert cli.main(["--home", home, "up", "--backend", "kubeconfig", "--kubeconfig", str(cluster.kubeconfig),
-                     "--learner", "bob"]) == 0
+    home = cli_up(cluster, tmp_path, kubectl_bin, monkeypatch, "bob")
     out = capsys.readouterr().out
     assert out.startswith("labkit: kubeconfig cluster ") and f"export KUBECONFIG={home}/existing/kubeconfig" in out
     assert cli.main(["--home", home, "status"]) == 0
