@@ -462,7 +462,6 @@ async def _ipvs_backend(args: argparse.Namespace, kind: str, device: DummyDevice
                 backend.apply(op)
             except Exception:
                 log.exception("cannot restore %s", op)
-        await backend.flush()
         if restored:
             log.info("restored %d operations from %s in %.0f ms", len(restored), args.state_file,
                      (time.monotonic() - t0) * 1e3)

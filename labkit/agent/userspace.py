@@ -41,6 +41,7 @@ import copy
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import struct
 import time
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 IP_FREEBIND = 15
 READ_SIZE = 256 * 1024
+READS_PER_WAKEUP = 4  # reads of one socket per readiness (see _Pipe.readable)
+ACCEPTS_PER_WAKEUP = 32
 UDP_READ_SIZE = 65535
 
 DEFAULT_TIMEOUTS = {"tcp": 900, "tcpfin": 120, "udp": 300}
@@ -104,22 +107,36 @@ class ServiceRuntime:
     vs: VirtualServer  # destinations in kernel order (newest first); counters live on these objects
     scheduler: Scheduler
     templates: dict[str, Template] = field(default_factory=dict)
-    server: Any = None  # asyncio.Server (TCP)
     listen_sock: socket.socket | None = None
     conns: dict[tuple[str, int], set[Any]] = field(default_factory=dict)  # dest key -> live TCP conns / UDP flows
     udp_flows: dict[Any, UdpFlow] = field(default_factory=dict)
-    lingering: collections.deque[Any] = field(default_factory=collections.deque)  # closed TCP conns, oldest first
+    # closed TCP connections in TIME_WAIT, oldest first: (closed at, client address, destination)
+    lingering: collections.deque[tuple[float, tuple[str, int], RealServer]] = field(
+        default_factory=collections.deque)
+    linger_timer: asyncio.TimerHandle | None = None  # due when the oldest lingering entry expires
 
 
 class _Conn:
-    """Bookkeeping of one proxied TCP connection (IPVS conn states reduced to: syn, est, closing)."""
+    """One proxied TCP connection: the client's socket (accepted), the destination's (connected by the proxy), a
+    pipe each way, and the IPVS bookkeeping (conn states reduced to: syn, est, closing, gone).
 
-    __slots__ = ("client", "client_addr", "dest", "last", "plane", "rt", "state", "template")
+    Plain non-blocking sockets driven by the loop's reader/writer callbacks, not asyncio transports: a
+    transport-based splice forwarded a FIN one or two loop iterations after the data before it (uvloop reads the
+    EOF on a later poll and defers shutdown() to its next iteration). A client that closes as soon as its answer
+    is complete (wrk, any HTTP/1.0-style client) then closed first and kept a TIME_WAIT per connection for
+    60 s, until its ephemeral ports towards the ClusterIP ran out (~470 new connections/s). Through kernel IPVS,
+    as directly, the backend's FIN arrives right behind its data and the client closes second."""
+
+    __slots__ = ("client_addr", "client_sock", "dest", "dest_sock", "last", "pipes", "plane", "rt", "state",
+                 "template")
 
     def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, dest: RealServer, tpl: Template | None,
-                 client: _Side, client_addr: tuple[str, int] = ("", 0)):
-        self.plane, self.rt, self.dest, self.template, self.client = plane, rt, dest, tpl, client
+                 client_sock: socket.socket, client_addr: tuple[str, int]):
+        self.plane, self.rt, self.dest, self.template = plane, rt, dest, tpl
+        self.client_sock: socket.socket | None = client_sock
+        self.dest_sock: socket.socket | None = None
         self.client_addr = client_addr
+        self.pipes: tuple[_Pipe, ...] = ()
         self.state = "syn"
         self.last = time.monotonic()  # the last state change or payload: the kernel re-arms its timer then
         dest.inactive += 1
@@ -129,109 +146,145 @@ class _Conn:
             tpl.n_control += 1
 
     def established(self) -> None:
-        if self.state == "syn":
-            self.state = "est"
-            self.last = time.monotonic()
-            self.dest.inactive -= 1
-            self.dest.active += 1
+        """The destination accepted: splice both ways."""
+        client, dest = self.client_sock, self.dest_sock
+        assert client is not None and dest is not None
+        self.state = "est"
+        self.last = time.monotonic()
+        self.dest.inactive -= 1
+        self.dest.active += 1
+        self.pipes = (_Pipe(self, client, dest, True), _Pipe(self, dest, client, False))
+        for pipe in self.pipes:
+            self.plane.loop.add_reader(pipe.src_fd, pipe.readable)
 
     def fin(self) -> None:
         if self.state == "est":
             self.dest.active -= 1
             self.dest.inactive += 1
-        self.state = "closing" if self.state != "gone" else "gone"
+        if self.state != "gone":
+            self.state = "closing"
         self.last = time.monotonic()
 
-    def closed(self) -> None:
-        """Both sides gone: linger in InActConn for the FIN timeout, then expire."""
+    def count(self, inbound: bool, n: int) -> None:
+        """A read of `n` payload bytes (client → destination is "in"): one packet, as far as the stats go."""
+        self.last = time.monotonic()
+        dest, vs = self.dest.stats, self.rt.vs.stats
+        if inbound:
+            dest.inpkts += 1
+            dest.inbytes += n
+            vs.inpkts += 1
+            vs.inbytes += n
+        else:
+            dest.outpkts += 1
+            dest.outbytes += n
+            vs.outpkts += 1
+            vs.outbytes += n
+
+    def close(self, reset: bool = True) -> None:
+        """Close both sides: with a reset (the destination refused or was deleted: expire_nodest_conn; the
+        service was deleted; one side reset or failed), or plainly once both FINs went through. The connection
+        then lingers in InActConn for the FIN timeout, as TIME_WAIT."""
+        loop = self.plane.loop
+        for sock in (self.client_sock, self.dest_sock):
+            if sock is None:
+                continue
+            fd = sock.fileno()
+            if fd >= 0:
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
+                if reset:
+                    _reset(sock)
+                else:
+                    sock.close()
+        self.client_sock = self.dest_sock = None
+        self.pipes = ()
+        conns = self.rt.conns.get(self.dest.key)
+        if conns is not None:
+            conns.discard(self)
         if self.state == "gone":
             return
         self.fin()
         self.state = "gone"
         if self.template is not None:
             self.template.n_control -= 1
-        self.plane._linger(self.dest, self.plane.timeouts["tcpfin"])
-        self.rt.lingering.append(self)  # listed as TIME_WAIT until it expires
-
-    def close(self) -> None:
-        """Reset both sides (expire_nodest_conn / service deleted)."""
-        for side in (self.client, self.client.peer):
-            if side is not None and side.transport is not None:
-                _reset(side.transport)
+            self.template = None
+        self.plane._linger(self.rt, self.client_addr, self.dest)
 
 
-class _Side(asyncio.Protocol):
-    """One side of a spliced TCP connection; `peer` is the other side's protocol."""
+class _Pipe:
+    """One direction of a spliced connection: what `src` reads is sent to `dst`, and src's EOF becomes dst's FIN.
+    What `dst` cannot take yet waits in `pending` while src is not read (the kernel's buffers push back)."""
 
-    __slots__ = ("buffer", "conn", "eof", "is_client", "peer", "plane", "rt", "transport")
+    __slots__ = ("conn", "done", "dst", "dst_fd", "eof", "inbound", "pending", "src", "src_fd")
 
-    def __init__(self, plane: UserspaceDataPlane, rt: ServiceRuntime, is_client: bool) -> None:
-        self.plane, self.rt, self.is_client = plane, rt, is_client
-        self.transport: asyncio.Transport | None = None
-        self.peer: _Side | None = None
-        self.conn: _Conn | None = None
-        self.buffer: list[bytes] = []
-        self.eof = False
+    def __init__(self, conn: _Conn, src: socket.socket, dst: socket.socket, inbound: bool) -> None:
+        self.conn, self.src, self.dst, self.inbound = conn, src, dst, inbound
+        self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
+        self.pending = b""
+        self.eof = False   # src has sent its FIN
+        self.done = False  # ... and it went on to dst
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        if self.is_client:
-            self.plane._accepted(self)
-
-    def data_received(self, data: bytes) -> None:
+    def readable(self) -> None:
         conn = self.conn
-        if conn is not None:
-            conn.last = time.monotonic()
-            n = len(data)
-            if self.is_client:
-                conn.dest.stats.inpkts += 1
-                conn.dest.stats.inbytes += n
-                self.rt.vs.stats.inpkts += 1
-                self.rt.vs.stats.inbytes += n
-            else:
-                conn.dest.stats.outpkts += 1
-                conn.dest.stats.outbytes += n
-                self.rt.vs.stats.outpkts += 1
-                self.rt.vs.stats.outbytes += n
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
+        view = conn.plane.buffer  # one buffer for every pipe: the loop runs one callback at a time
+        # Read again after forwarding: a FIN queued right behind the data leaves with it, as it would through the
+        # kernel, instead of a poll later (by then the client may have closed first). Bounded to stay fair.
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                n = self.src.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # the peer reset: so does the proxy towards the other side
+                conn.close()
+                return
+            if not n:
+                self.eof = True
+                conn.plane.loop.remove_reader(self.src_fd)
+                conn.fin()
+                self._forward_fin()
+                return
+            conn.count(self.inbound, n)
+            try:
+                sent = self.dst.send(view[:n])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                conn.close()
+                return
+            if sent < n:
+                self.pending = bytes(view[sent:n])
+                conn.plane.loop.remove_reader(self.src_fd)
+                conn.plane.loop.add_writer(self.dst_fd, self.writable)
+                return
+
+    def writable(self) -> None:
+        try:
+            sent = self.dst.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.conn.close()
+            return
+        self.pending = self.pending[sent:]
+        if self.pending:
+            return
+        self.conn.plane.loop.remove_writer(self.dst_fd)
+        if self.eof:
+            self._forward_fin()
         else:
-            self.buffer.append(data)
+            self.conn.plane.loop.add_reader(self.src_fd, self.readable)
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        if self.conn is not None:
-            self.conn.fin()
-        peer = self.peer
-        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
-            peer.transport.write_eof()
-            if peer.eof:
-                self.transport.close()  # type: ignore[union-attr]
-                peer.transport.close()
-            return True
-        return False
-
-    def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            if exc is None:
-                peer.transport.close()
-            else:
-                peer.transport.abort()
-        if self.conn is not None:
-            self.conn.closed()
-            conns = self.rt.conns.get(self.conn.dest.key)
-            if conns is not None:
-                conns.discard(self.conn)
+    def _forward_fin(self) -> None:
+        if self.pending:
+            return  # after the data, from writable()
+        try:
+            self.dst.shutdown(socket.SHUT_WR)
+        except OSError:  # the other side is gone already
+            self.conn.close()
+            return
+        self.done = True
+        if all(pipe.done for pipe in self.conn.pipes):
+            self.conn.close(reset=False)
 
 
 class UdpFlow:
@@ -320,7 +373,7 @@ class UserspaceDataPlane:
         self.masquerade: set[VSKey] = set()  # virtual servers whose traffic is masqueraded whatever its source
         self._bound: set[str] = set()
         self._bound_unknown = True
-        self._pending: set[asyncio.Future[Any]] = set()
+        self.buffer = memoryview(bytearray(READ_SIZE))  # what a TCP pipe reads, before it sends it on
         self._tick: asyncio.TimerHandle | None = None
         self._last_stats: dict[int, tuple[float, tuple[int, ...]]] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -331,13 +384,7 @@ class UserspaceDataPlane:
         self.loop = asyncio.get_running_loop()
         self._schedule_tick()
 
-    async def flush(self) -> None:
-        """Wait until sockets opened by earlier apply() calls are serving."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
-
     async def stop(self) -> None:
-        await self.flush()
         if self.ipvs_filter is not None:
             await self.ipvs_filter.close()
         if self._tick is not None:
@@ -479,10 +526,9 @@ class UserspaceDataPlane:
                         entry(vs, c.client_addr, c.dest, "ESTABLISHED", t["tcp"] - (now - c.last))
                     else:
                         entry(vs, c.client_addr, c.dest, "FIN_WAIT", t["tcpfin"] - (now - c.last))
-            while rt.lingering and now - rt.lingering[0].last >= t["tcpfin"]:
-                rt.lingering.popleft()
-            for c in rt.lingering:
-                entry(vs, c.client_addr, c.dest, "TIME_WAIT", t["tcpfin"] - (now - c.last))
+            for closed_at, client, dest in rt.lingering:
+                if now - closed_at < t["tcpfin"]:
+                    entry(vs, client, dest, "TIME_WAIT", t["tcpfin"] - (now - closed_at))
             for client_key, tpl in rt.templates.items():
                 entry(vs, (client_key, 0), tpl.dest, "NONE", tpl.expires - now)
         return out
@@ -554,40 +600,16 @@ class UserspaceDataPlane:
             sock.close()
             raise
         rt.listen_sock = sock
-        if vs.protocol == "TCP":
-            fut = asyncio.ensure_future(
-                self.loop.create_server(lambda: _Side(self, rt, True), sock=sock, backlog=1024))
-            self._track(fut, rt, sock)
-        else:
-            self.loop.add_reader(sock.fileno(), self._udp_readable, rt)
+        self.loop.add_reader(sock.fileno(), self._tcp_acceptable if vs.protocol == "TCP" else self._udp_readable, rt)
 
     def _close_listener(self, rt: ServiceRuntime) -> None:
         """Stop listening; connections and flows already made stay (they are closed with their destination)."""
-        sock, server = rt.listen_sock, rt.server
-        rt.listen_sock, rt.server = None, None
+        sock = rt.listen_sock
+        rt.listen_sock = None
         if sock is None:
             return
-        if rt.vs.protocol == "UDP":
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(sock.fileno())
-        if server is not None:
-            server.close()
-        else:
-            sock.close()
-
-    def _track(self, fut: asyncio.Future[Any], rt: ServiceRuntime, sock: socket.socket) -> None:
-        self._pending.add(fut)
-
-        def done(f: asyncio.Future[Any]) -> None:
-            self._pending.discard(f)
-            if f.cancelled() or f.exception() is not None:
-                return
-            if rt.listen_sock is not sock:  # closed (or closed and reopened) meanwhile
-                f.result().close()
-            else:
-                rt.server = f.result()
-
-        fut.add_done_callback(done)
+        self.loop.remove_reader(sock.fileno())
+        sock.close()
 
     def _del_vs(self, key: VSKey) -> None:
         rt = self.services.pop(key)
@@ -596,6 +618,8 @@ class UserspaceDataPlane:
             for c in list(conns):
                 self._kill(c)
         rt.conns.clear()
+        if rt.linger_timer is not None:
+            rt.linger_timer.cancel()
 
     @staticmethod
     def _kill(c: _Conn | UdpFlow) -> None:
@@ -641,89 +665,100 @@ class UserspaceDataPlane:
 
     # ---- TCP -------------------------------------------------------------------------------------------------
 
-    def _accepted(self, side: _Side) -> None:
-        rt = side.rt
-        transport = side.transport
-        assert transport is not None
-        peer = transport.get_extra_info("peername")
-        dest, tpl = self._pick(rt, (peer[0], peer[1]))
-        if dest is None:  # accepted just before the last usable destination went: the closest to a refusal
-            _reset(transport)
+    def _tcp_acceptable(self, rt: ServiceRuntime) -> None:
+        lsock = rt.listen_sock
+        if lsock is None:
             return
-        conn = _Conn(self, rt, dest, tpl, side, (peer[0], peer[1]))
-        side.conn = conn
-        rt.conns.setdefault(dest.key, set()).add(conn)
-        transport.pause_reading()
-        fut = asyncio.ensure_future(self._connect(side, conn))
-        fut.add_done_callback(_ignore_result)
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, peer = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:  # out of descriptors or memory: pause rather than spin on a ready socket
+                log.warning("accept on %s:%s: %s; pausing for 1 s", rt.vs.address, rt.vs.port, e)
+                self.loop.remove_reader(lsock.fileno())
+                self.loop.call_later(1.0, self._resume_accepting, rt, lsock)
+                return
+            sock.setblocking(False)
+            self._accepted(rt, sock, (peer[0], peer[1]))
 
-    async def _connect(self, client: _Side, conn: _Conn) -> None:
-        dest = conn.dest
-        backend = _Side(self, client.rt, False)
-        backend.conn = conn
+    def _resume_accepting(self, rt: ServiceRuntime, lsock: socket.socket) -> None:
+        if rt.listen_sock is lsock:
+            self.loop.add_reader(lsock.fileno(), self._tcp_acceptable, rt)
+
+    def _accepted(self, rt: ServiceRuntime, sock: socket.socket, peer: tuple[str, int]) -> None:
+        dest, tpl = self._pick(rt, peer)
+        if dest is None:  # accepted just before the last usable destination went: the closest to a refusal
+            _reset(sock)
+            return
+        conn = _Conn(self, rt, dest, tpl, sock, peer)
+        rt.conns.setdefault(dest.key, set()).add(conn)
+        # The client is not read until the destination accepts: what it sends meanwhile waits in the kernel.
         try:
-            if self.preserve_source(conn.client_addr[0], dest.address, conn.rt.vs.key):
-                await self._connect_transparent(backend, conn)
-            elif self.netns:
-                fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
-                sock = self.sockets.socket(fam, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                try:
-                    await self.loop.sock_connect(sock, (dest.address, dest.port))
-                except BaseException:
-                    sock.close()
-                    raise
-                await self.loop.create_connection(lambda: backend, sock=sock)
-            else:
-                await self.loop.create_connection(lambda: backend, dest.address, dest.port)
-        except (OSError, asyncio.CancelledError):
+            dsock = self._connect(conn)
+        except OSError:
             # The destination refused (or could not be reached): with kernel IPVS the client would get the
             # destination's own reset to its SYN. The handshake with the client is done here, so reset it now,
             # before it sends anything or waits for an answer that will never come.
-            if client.transport is not None:
-                _reset(client.transport)
+            conn.close()
             return
-        if client.transport is None or client.transport.is_closing():
-            backend.transport.close()  # type: ignore[union-attr]
-            return
-        backend.peer, client.peer = client, backend
-        conn.established()
-        for chunk in client.buffer:
-            backend.transport.write(chunk)  # type: ignore[union-attr]
-        client.buffer.clear()
-        if client.eof and backend.transport.can_write_eof():  # type: ignore[union-attr]
-            backend.transport.write_eof()  # type: ignore[union-attr]
-        client.transport.resume_reading()
+        conn.dest_sock = dsock
+        self.loop.add_writer(dsock.fileno(), self._connected, conn)
 
-    async def _connect_transparent(self, backend: _Side, conn: _Conn) -> None:
-        """Connect from the client's address and port, as IPVS NAT leaves them; if that exact 4-tuple is still
-        taken (a previous connection of the same client port in TIME_WAIT here), from another port."""
+    def _connect(self, conn: _Conn) -> socket.socket:
+        """A socket connecting (non-blocking) to the destination: from the client's address and port when kube-proxy
+        would not masquerade (as IPVS NAT leaves them), else from the node's. If that exact 4-tuple is still taken
+        (a previous connection of the same client port in TIME_WAIT here), from another port."""
         dest = conn.dest
         fam = socket.AF_INET6 if ":" in dest.address else socket.AF_INET
+        transparent = self.preserve_source(conn.client_addr[0], dest.address, conn.rt.vs.key)
         for keep_port in (True, False):
-            sock = transparent_socket(self.sockets.socket, fam, socket.SOCK_STREAM, conn.client_addr, keep_port)
+            if transparent:
+                sock = transparent_socket(self.sockets.socket, fam, socket.SOCK_STREAM, conn.client_addr, keep_port)
+            else:
+                sock = self.sockets.socket(fam, socket.SOCK_STREAM)
             sock.setblocking(False)
-            try:
-                await self.loop.sock_connect(sock, (dest.address, dest.port))
-            except OSError as e:
-                sock.close()
-                if keep_port and e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
-                    continue
-                raise
-            except BaseException:
-                sock.close()
-                raise
-            await self.loop.create_connection(lambda: backend, sock=sock)
+            err = sock.connect_ex((dest.address, dest.port))
+            if err in (0, errno.EINPROGRESS):
+                return sock
+            sock.close()
+            if not (transparent and keep_port and err in (errno.EADDRNOTAVAIL, errno.EADDRINUSE)):
+                break
+        raise OSError(err, os.strerror(err))
+
+    def _connected(self, conn: _Conn) -> None:
+        dsock, csock = conn.dest_sock, conn.client_sock
+        if dsock is None or csock is None:  # closed meanwhile (its destination or service deleted)
             return
+        self.loop.remove_writer(dsock.fileno())
+        err = dsock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:  # refused or unreachable: reset the client (see _accepted)
+            conn.close()
+            return
+        for sock in (csock, dsock):  # forward each read as it comes, as IPVS forwards each segment
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.established()
 
-    def _linger(self, dest: RealServer, seconds: float) -> None:
-        def expire() -> None:
+    def _linger(self, rt: ServiceRuntime, client: tuple[str, int], dest: RealServer) -> None:
+        """A closed connection stays in InActConn (listed as TIME_WAIT) for the FIN timeout."""
+        if self.timeouts["tcpfin"] <= 0:
             dest.inactive -= 1
+            return
+        rt.lingering.append((time.monotonic(), client, dest))
+        if rt.linger_timer is None:
+            rt.linger_timer = self.loop.call_later(self.timeouts["tcpfin"], self._expire_lingering, rt)
 
-        if seconds <= 0:
-            expire()
-        else:
-            self.loop.call_later(seconds, expire)
+    def _expire_lingering(self, rt: ServiceRuntime) -> None:
+        """One timer per virtual server, due when its oldest lingering connection expires."""
+        rt.linger_timer = None
+        now, fin = time.monotonic(), self.timeouts["tcpfin"]
+        while rt.lingering and now - rt.lingering[0][0] >= fin:
+            rt.lingering.popleft()[2].inactive -= 1
+        if rt.lingering and rt.vs.key in self.services:
+            rt.linger_timer = self.loop.call_later(max(0.001, fin - (now - rt.lingering[0][0])),
+                                                   self._expire_lingering, rt)
 
     # ---- UDP -------------------------------------------------------------------------------------------------
 
@@ -763,9 +798,6 @@ class UserspaceDataPlane:
             for rt in list(self.services.values()):
                 for flow in [f for f in rt.udp_flows.values() if now - f.last >= self.timeouts["udp"]]:
                     flow.close()
-                fin = self.timeouts["tcpfin"]
-                while rt.lingering and now - rt.lingering[0].last >= fin:
-                    rt.lingering.popleft()
                 for ckey, tpl in list(rt.templates.items()):
                     if now >= tpl.expires and tpl.n_control <= 0:
                         rt.templates.pop(ckey)
@@ -791,19 +823,12 @@ class UserspaceDataPlane:
         self._last_stats[id(obj)] = (now, cur)
 
 
-def _reset(transport: asyncio.BaseTransport) -> None:
+def _reset(sock: socket.socket) -> None:
     """Close with a TCP reset (SO_LINGER 0), whatever was or was not read: a plain close after an accept would
     send a FIN, and a client that sent nothing yet would read an empty reply instead of a reset."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _ignore_result(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 Snapshot = Callable[[], Table]

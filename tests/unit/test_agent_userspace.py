@@ -51,7 +51,6 @@ async def _setup(dp: UserspaceDataPlane, vport: int, backends: list[tuple[str, i
     dp.apply(Op("add_vs", vs))
     for host, port in backends:
         dp.apply(Op("add_rs", vs, RealServer(host, port)))
-    await dp.flush()
     return vs
 
 
@@ -198,13 +197,11 @@ async def test_no_usable_destination_refuses_instead_of_accepting(plane):
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection(VIP, vport)
         plane.apply(Op("add_rs", vs, RealServer("127.0.20.1", port)))
-        await plane.flush()
         assert await _ask(vport) == b"a:hi"
         plane.apply(Op("edit_rs", vs, RealServer("127.0.20.1", port, weight=0)))
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection(VIP, vport)
         plane.apply(Op("edit_rs", vs, RealServer("127.0.20.1", port, weight=1)))
-        await plane.flush()
         assert await _ask(vport) == b"a:hi"
     finally:
         srv.close()
