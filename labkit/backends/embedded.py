@@ -159,8 +159,12 @@ def up(home: Path | None = None, timeout: float = 30.0, proxy_mode: str | None =
             raise errors.ClusterError(f"the cluster at {paths.home} runs in {running} mode; `labkit down` first to "
                                       f"start it in {proxy_mode} mode")
         return paths, False
+    reap_orphans()
     paths.home.mkdir(parents=True, exist_ok=True)
     paths.cluster_file.write_text(json.dumps({"proxyMode": proxy_mode or DEFAULT_PROXY_MODE}) + "\n")
+    from labkit.node import names
+
+    names.register(paths.home)
     paths.logs.mkdir(exist_ok=True)
     paths.run.mkdir(exist_ok=True)
     ready_marker = paths.run / "ready"
@@ -246,7 +250,30 @@ def down(home: Path | None = None) -> bool:
     cleanup_leftovers(paths)
     if paths.home.exists():
         shutil.rmtree(paths.home, ignore_errors=True)
+    from labkit.node import names
+
+    names.unregister(paths.home)
     return existed
+
+
+def reap_orphans() -> list[str]:
+    """Remove what clusters whose state directory is gone left on the host; return their prefixes.
+
+    A cluster killed with everything around it (a test run SIGKILLed, then its temporary home deleted)
+    leaves network namespaces and mounts that no `labkit down` can name any more: nothing else would ever
+    remove them. A cluster counts as gone when its cluster.json is (it is written before anything starts)."""
+    from labkit.node import cleanup, names
+
+    reaped = []
+    for prefix, home in names.registered().items():
+        paths = Paths(home)
+        if paths.cluster_file.exists() or supervisor_pid(paths) is not None:
+            continue
+        log.info("removing what the cluster at %s (deleted) left behind", home)
+        cleanup.cleanup(prefix)
+        names.unregister(home)
+        reaped.append(prefix)
+    return reaped
 
 
 def stopped_uncleanly(paths: Paths) -> bool:

@@ -16,6 +16,10 @@ from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
 SHM_DIR = Path("/dev/shm")
+# One file per cluster started on this machine, named after its prefix and holding its state directory: the
+# prefix is a one-way hash, and a cluster whose state directory was deleted after a SIGKILL (a test run's
+# temporary home) can only be found and reaped through it. /run is a tmpfs, like the /run/netns files it explains.
+REGISTRY_DIR = Path("/run/labkit/clusters")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -23,6 +27,32 @@ def cluster_prefix(home: str | os.PathLike[str]) -> str:
     """`lk` + 6 hex digits of sha1(absolute state dir): the prefix of every host-visible object."""
     absolute = os.path.abspath(os.fspath(home))
     return "lk" + hashlib.sha1(absolute.encode()).hexdigest()[:6]
+
+
+def register(home: str | os.PathLike[str]) -> None:
+    """Record which state directory a prefix belongs to (see REGISTRY_DIR)."""
+    absolute = os.path.abspath(os.fspath(home))
+    REGISTRY_DIR.mkdir(parents=True, exist_ok=True)
+    (REGISTRY_DIR / cluster_prefix(absolute)).write_text(absolute + "\n")
+
+
+def unregister(home: str | os.PathLike[str]) -> None:
+    (REGISTRY_DIR / cluster_prefix(home)).unlink(missing_ok=True)
+
+
+def registered() -> dict[str, Path]:
+    """prefix → state directory of every cluster registered on this machine."""
+    found: dict[str, Path] = {}
+    try:
+        entries = list(REGISTRY_DIR.iterdir())
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        try:
+            found[entry.name] = Path(entry.read_text().strip())
+        except OSError:
+            continue
+    return found
 
 
 def pod_key(uid: str) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 
 from labkit.backends import embedded
 from labkit.node.cleanup import cluster_netns, cluster_processes
-from labkit.node.names import cluster_prefix
+from labkit.node.names import cluster_prefix, registered
 from tests.conftest import kubectl_binary, wait_for
 
 pytestmark = pytest.mark.integration
@@ -350,3 +351,21 @@ def test_the_cluster_lives_and_dies_as_a_whole(fresh_cluster: Any) -> None:
     assert not cluster_netns(prefix) and not cluster_processes(prefix)
     assert prefix not in Path("/proc/self/mountinfo").read_text()
     assert not Path(f"/dev/shm/labkit-{prefix}").exists()
+
+
+def test_what_a_deleted_cluster_left_is_reaped(fresh_cluster: Any) -> None:
+    """A test run SIGKILLed with its cluster, then its temporary home deleted: the next `labkit up` (which calls
+    reap_orphans) removes the network namespaces and mounts nobody could name any more — and nothing else."""
+    cluster, home = fresh_cluster, fresh_cluster.home
+    prefix = cluster_prefix(home)
+    cluster.kubectl("run", "idle", "--image=busybox", "--", "sleep", "3600")
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/idle", "--timeout=60s")
+    os.kill(int((home / "run" / "supervisor.pid").read_text()), signal.SIGKILL)
+    wait_for(lambda: not cluster_processes(prefix), "every process of the cluster gone")
+    assert prefix not in embedded.reap_orphans(), "a cluster whose state is still there can be resumed: keep it"
+    assert cluster_netns(prefix), "the SIGKILLed cluster's network namespaces stay until up or down"
+    shutil.rmtree(home, ignore_errors=True)  # as pytest does to an old temporary directory
+    assert prefix in embedded.reap_orphans()
+    assert not cluster_netns(prefix) and not cluster_processes(prefix)
+    assert prefix not in Path("/proc/self/mountinfo").read_text()
+    assert prefix not in registered()
