@@ -32,7 +32,15 @@ from urllib.parse import urlsplit
 
 from labkit import errors
 from labkit.agent import control
-from labkit.agent.ipvsadm import parse_proc, parse_proc_connections, render_connections, render_json, render_list
+from labkit.agent.ipvsadm import (
+    kernel_hz,
+    lists_persistent,
+    parse_proc,
+    parse_proc_connections,
+    render_connections,
+    render_json,
+    render_list,
+)
 from labkit.agent.model import Connection, VirtualServer
 
 
@@ -53,6 +61,9 @@ def ipvs_main(argv: list[str], home: Path) -> int:
     p.add_argument("-c", "--connections", action="store_true",
                    help="the connection table, as `ipvsadm -L -n -c` prints it (with --proc: /proc/net/ip_vs_conn)")
     p.add_argument("--proc", metavar="FILE", help="render a /proc/net/ip_vs text (- = stdin) instead of the agent's")
+    p.add_argument("--hz", type=int, metavar="HZ",
+                   help="with --proc: the HZ of the kernel that wrote it (its persistence timeouts are in jiffies; "
+                        "default: this kernel's, from /proc/timer_list)")
     args = p.parse_args(argv)
     if args.stats and args.rate:
         p.error("--stats and --rate are exclusive (ipvsadm: multiple options)")
@@ -61,7 +72,13 @@ def ipvs_main(argv: list[str], home: Path) -> int:
     other = _other_backend(home)
     if args.proc:
         text = sys.stdin.read() if args.proc == "-" else Path(args.proc).read_text()
-        table: list[VirtualServer] = parse_proc(text)
+        hz = args.hz
+        if hz is None and lists_persistent(text):
+            try:
+                hz = kernel_hz(Path("/proc/timer_list").read_text())
+            except (OSError, ValueError) as exc:
+                p.error(f"the persistence timeouts are in jiffies and this kernel's HZ is unknown ({exc}): pass --hz")
+        table: list[VirtualServer] = parse_proc(text, hz=hz)
     elif other is not None:
         table = other.ipvs_table()  # a kind or existing cluster: its first node's /proc/net/ip_vs
     else:

@@ -145,8 +145,9 @@ def _hex_addr(address: str) -> str:
     return "[" + ip.exploded + "]"  # %pI6: eight 4-digit groups
 
 
-def render_proc(table: Table | list[VirtualServer]) -> str:
-    """/proc/net/ip_vs as ip_vs_info_seq_show prints it (table order, no sorting)."""
+def render_proc(table: Table | list[VirtualServer], *, hz: int) -> str:
+    """/proc/net/ip_vs as ip_vs_info_seq_show prints it (table order, no sorting) on a kernel ticking `hz` times a
+    second: a persistent service's timeout is printed in jiffies (see parse_proc)."""
     out = [VERSION_LINE, "Prot LocalAddress:Port Scheduler Flags\n",
            "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"]
     vss = list(table.values()) if isinstance(table, dict) else list(table)
@@ -158,7 +159,7 @@ def render_proc(table: Table | list[VirtualServer]) -> str:
             line = "%s  %s:%04X %s " % (vs.protocol, _hex_addr(vs.address), vs.port, vs.scheduler)
         if vs.flags & FLAG_PERSISTENT:
             mask = int(ipaddress.ip_address(vs.netmask)) if vs.family == 4 else int(vs.netmask)
-            line += "persistent %d %08X\n" % (vs.timeout, mask)
+            line += "persistent %d %08X\n" % (vs.timeout * hz, mask)
         else:
             line += "\n"
         out.append(line)
@@ -179,8 +180,19 @@ def _parse_hex_addr(text: str) -> str:
     return str(ipaddress.IPv4Address(int(text, 16)))
 
 
-def parse_proc(text: str) -> list[VirtualServer]:
-    """Parse /proc/net/ip_vs into the model (order kept). FWM services are skipped."""
+def lists_persistent(text: str) -> bool:
+    """Does this /proc/net/ip_vs text list a persistent service (whose timeout parse_proc needs HZ to read)?"""
+    return " persistent " in text
+
+
+def parse_proc(text: str, *, hz: int | None = None) -> list[VirtualServer]:
+    """Parse /proc/net/ip_vs into the model (order kept). FWM services are skipped.
+
+    The kernel keeps a service's persistence timeout in jiffies (ip_vs_ctl.c: `svc->timeout = u->timeout * HZ`)
+    and /proc prints that field as is, while ipvsadm's netlink answer divides it by HZ: `persistent 2700000` is
+    kube-proxy's 10800 s on a kernel with HZ=250. `hz` (kernel_hz) turns it back into seconds; a text that
+    lists a persistent service cannot be read without it.
+    """
     out: list[VirtualServer] = []
     current: VirtualServer | None = None
     for line in text.splitlines():
@@ -199,7 +211,10 @@ def parse_proc(text: str) -> list[VirtualServer]:
             if "persistent" in words:
                 i = words.index("persistent")
                 flags |= FLAG_PERSISTENT
-                timeout = int(words[i + 1])
+                if hz is None:
+                    raise ValueError("/proc/net/ip_vs lists a persistent service: its timeout is in jiffies, "
+                                     "and reading it needs the kernel's HZ")
+                timeout = int(words[i + 1]) // hz
                 if len(words) > i + 2:
                     mask = int(words[i + 2], 16)
                     netmask = str(ipaddress.IPv4Address(mask)) if not addr.startswith("[") else str(mask)
@@ -212,6 +227,29 @@ def parse_proc(text: str) -> list[VirtualServer]:
             current.destinations.append(RealServer(_parse_hex_addr(addr), int(port, 16), int(weight), fwd,
                                                    int(active), int(inactive)))
     return out
+
+
+# The kernel's tick rate (CONFIG_HZ: 100, 250, 300 or 1000) is not exported as such. /proc/timer_list shows the
+# monotonic clock ("now at N nsecs") and the jiffies counter, which starts at INITIAL_JIFFIES = (unsigned
+# int)(-300 * HZ) (include/linux/jiffies.h), i.e. 2**32 - 300 * HZ on a 64-bit kernel: jiffies - 2**32 = HZ * (t - 300).
+CONFIG_HZ_CHOICES = (100, 250, 300, 1000)
+_NOW_RE = re.compile(r"^now at (\d+) nsecs$", re.MULTILINE)
+_JIFFIES_RE = re.compile(r"^jiffies: (\d+)$", re.MULTILINE)
+
+
+def kernel_hz(timer_list: str) -> int:
+    """The kernel's HZ, from the text of its /proc/timer_list (its first `now at` and `jiffies:` lines)."""
+    now, jiffies = _NOW_RE.search(timer_list), _JIFFIES_RE.search(timer_list)
+    if now is None or jiffies is None:
+        raise ValueError("/proc/timer_list shows no `now at … nsecs` and `jiffies:` lines")
+    seconds = int(now[1]) / 1e9 - 300
+    if abs(seconds) < 60:  # around 300 s after boot both sides are near 0: too close to tell
+        raise ValueError(f"the kernel's HZ cannot be told {int(now[1]) / 1e9:.0f}s after boot (try again later)")
+    estimate = (int(jiffies[1]) - 2**32) / seconds
+    best = min(CONFIG_HZ_CHOICES, key=lambda hz: abs(hz - estimate))
+    if abs(best - estimate) > 0.02 * best:
+        raise ValueError(f"/proc/timer_list gives HZ ≈ {estimate:.1f}, none of {CONFIG_HZ_CHOICES}")
+    return best
 
 
 # --- the connection table: `ipvsadm -L -n -c` and /proc/net/ip_vs_conn ------------------------------------------

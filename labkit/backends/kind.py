@@ -40,7 +40,7 @@ from pytest_kind import KindCluster as PytestKindCluster
 import labkit
 from labkit import errors
 from labkit.agent.cli import parse_conntrack
-from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
+from labkit.agent.ipvsadm import kernel_hz, lists_persistent, parse_proc, parse_proc_connections
 from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import images, tools
 from labkit.backends.base import Backend, ClusterInfo
@@ -437,10 +437,20 @@ def ipvs_table(info: Info, node: str | None = None) -> list[VirtualServer]:
         raise errors.Unavailable(f"the cluster runs {describe_proxy(info)}: it has no IPVS table (`ipvsadm -Ln` "
                                  "lists nothing); its rules are in `nft list table ip kube-proxy` on each node")
     try:
-        return parse_proc(node_file(info, node, "/proc/net/ip_vs"))
+        text = node_file(info, node, "/proc/net/ip_vs")
     except FileNotFoundError as exc:
         raise errors.Unavailable(f"node {node} has no IPVS table yet: the ip_vs module is not loaded there "
                                  f"({exc})") from None
+    return parse_proc(text, hz=node_hz(info, node) if lists_persistent(text) else None)
+
+
+def node_hz(info: Info, node: str) -> int:
+    """The node kernel's HZ: /proc/net/ip_vs prints persistence timeouts in jiffies (ipvsadm.kernel_hz)."""
+    try:
+        return kernel_hz(node_file(info, node, "/proc/timer_list"))
+    except (FileNotFoundError, ValueError) as exc:
+        raise errors.Unavailable(f"node {node}: cannot read persistence timeouts, which /proc/net/ip_vs gives in "
+                                 f"jiffies ({exc})") from None
 
 
 def ipvs_tables(info: Info) -> dict[str, list[VirtualServer]]:

@@ -32,7 +32,7 @@ import yaml
 
 from labkit import errors
 from labkit.agent.cli import parse_conntrack
-from labkit.agent.ipvsadm import parse_proc, parse_proc_connections
+from labkit.agent.ipvsadm import kernel_hz, lists_persistent, parse_proc, parse_proc_connections
 from labkit.agent.model import Connection, VirtualServer
 from labkit.backends import tools
 from labkit.backends.base import Backend, ClusterInfo
@@ -303,7 +303,14 @@ class KubeconfigBackend(Backend):
             raise errors.Unavailable(str(exc)) from None
 
     def ipvs_table(self) -> list[VirtualServer]:
-        return parse_proc(self._node_file("/proc/net/ip_vs"))
+        text = self._node_file("/proc/net/ip_vs")
+        if not lists_persistent(text):
+            return parse_proc(text)
+        try:  # persistence timeouts are in jiffies there (labkit.agent.ipvsadm.kernel_hz)
+            hz = kernel_hz(self._node_file("/proc/timer_list"))
+        except ValueError as exc:
+            raise errors.Unavailable(f"cannot read the IPVS table's persistence timeouts: {exc}") from None
+        return parse_proc(text, hz=hz)
 
     def ipvs_connections(self) -> list[Connection]:
         return parse_proc_connections(self._node_file("/proc/net/ip_vs_conn"))

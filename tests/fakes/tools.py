@@ -35,6 +35,7 @@ import yaml
 DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
 LIST_CLUSTERS = ("docker ps -a --filter label=io.x-k8s.kind.cluster "
                  "--format '{{.Label \"io.x-k8s.kind.cluster\"}}'")
+NODE_HZ = 250  # the Docker host kernel's CONFIG_HZ (Debian's)
 DEFAULT_NODE_IMAGE = "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
 
 
@@ -290,6 +291,9 @@ def docker_exec(node_name: str, command: list[str], state: State) -> int:
                     return 0
                 if command[:1] == ["nft"]:
                     return node_nft(cluster, command[1:])
+                if command == ["cat", "/proc/timer_list"]:
+                    out(timer_list())
+                    return 0
                 if command == ["cat", "/proc/net/ip_vs"]:
                     text = proc_ip_vs(cluster, node)
                     if text is None:
@@ -324,7 +328,22 @@ def proc_ip_vs(cluster: dict, node: dict) -> str | None:
         lines.append(f"{proto}  0A60000A:{port} rr \n")
         for pod in ("0AF40002", "0AF40003"):
             lines.append(f"  -> {pod}:{port}      Masq    1      0          0         \n")
+    for key, svc in cluster["objects"].items():  # Services applied with a cluster IP and ClientIP affinity
+        spec = svc.get("spec") or {}
+        if key.startswith("Service/") and spec.get("clusterIP") and spec.get("sessionAffinity") == "ClientIP":
+            seconds = spec.get("sessionAffinityConfig", {}).get("clientIP", {}).get("timeoutSeconds", 10800)
+            for port in spec["ports"]:
+                address = hex_address(spec["clusterIP"], port["port"]).replace(" ", ":")
+                # ip_vs_info_seq_show prints svc->timeout, which the kernel keeps in jiffies
+                lines.append(f"{port.get('protocol', 'TCP')}  {address} rr persistent {seconds * NODE_HZ} FFFFFFFF\n")
     return "".join(lines)
+
+
+def timer_list() -> str:
+    """The lines of the node kernel's /proc/timer_list that tell its HZ, an hour after boot."""
+    uptime = 3600
+    return (f"Timer List Version: v0.10\nHRTIMER_MAX_CLOCK_BASES: 8\nnow at {uptime * 10**9} nsecs\n\ncpu: 0\n"
+            f"  .last_jiffies   : {2**32 + NODE_HZ * (uptime - 300)}\njiffies: {2**32 + NODE_HZ * (uptime - 300)}\n")
 
 
 def hex_address(ip: str, port: int) -> str:

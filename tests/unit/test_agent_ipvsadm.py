@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from labkit.agent.ipvsadm import largenum, parse_proc, render_json, render_list, render_proc
+from pathlib import Path
+
+import pytest
+
+from labkit.agent.ipvsadm import kernel_hz, largenum, parse_proc, render_json, render_list, render_proc
 from labkit.agent.model import FLAG_PERSISTENT, RealServer, Stats, VirtualServer
 
 BLOG = (
@@ -73,15 +77,32 @@ def test_proc_render_and_parse_octavia_lines():
             "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
             "UDP  0A000002:0050 sh  \n"
             "  -> 0A000063:0052      Masq    13     1          0         \n"
-            "TCP  0A660404:0C08 rr  persistent 10800 FFFFFFFF\n"
+            "TCP  0A660404:0C08 rr  persistent 2700000 FFFFFFFF\n"
             "  -> 0AF400EB:1F90      Masq    1      0          0         \n")
-    vss = parse_proc(text)
+    vss = parse_proc(text, hz=250)  # the kernel prints the timeout in jiffies: 10800 s at HZ=250
     assert [(v.protocol, v.address, v.port, v.scheduler, v.timeout) for v in vss] == [
         ("UDP", "10.0.0.2", 80, "sh", 0), ("TCP", "10.102.4.4", 3080, "rr", 10800)]
     d = vss[0].destinations[0]
     assert (d.address, d.port, d.forward, d.weight, d.active, d.inactive) == ("10.0.0.99", 82, "Masq", 13, 1, 0)
     assert vss[1].persistent and vss[1].netmask == "255.255.255.255"
-    assert render_proc(vss) == text
+    assert render_proc(vss, hz=250) == text
+    assert "TCP  10.102.4.4:3080 rr persistent 10800" in render_list(vss).splitlines()  # ipvsadm: seconds
+    with pytest.raises(ValueError, match="jiffies"):
+        parse_proc(text)  # a persistent timeout cannot be read without HZ
+
+
+def test_kernel_hz_from_timer_list() -> None:
+    real = (Path(__file__).parent / "data" / "timer_list-hz250.txt").read_text()  # a CONFIG_HZ=250 kernel's
+    assert kernel_hz(real) == 250
+    # jiffies start at 2**32 - 300 * HZ: one hour after boot, HZ=1000 and HZ=100
+    assert kernel_hz(f"now at 3600000000000 nsecs\njiffies: {2**32 + 1000 * 3300}\n") == 1000
+    assert kernel_hz(f"now at 3600000000000 nsecs\n\njiffies: {2**32 + 100 * 3300 + 7}\n") == 100
+    with pytest.raises(ValueError, match="after boot"):
+        kernel_hz(f"now at 301000000000 nsecs\njiffies: {2**32 + 250}\n")
+    with pytest.raises(ValueError, match="none of"):
+        kernel_hz(f"now at 3600000000000 nsecs\njiffies: {2**32 + 600 * 3300}\n")
+    with pytest.raises(ValueError, match="shows no"):
+        kernel_hz("Timer List Version: v0.10\n")
 
 
 def test_connection_table_prints_like_ipvsadm_lnc_and_round_trips_proc():

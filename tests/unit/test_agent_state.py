@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from labkit.agent.cli import ipvs_main
+from labkit.agent.ipvsadm import kernel_hz
 from labkit.agent.model import FLAG_PERSISTENT, RealServer, VirtualServer
 from labkit.agent.state import TableSaver, load_table, restore_ops, save_table
 from labkit.agent.userspace import UserspaceDataPlane
@@ -89,3 +90,16 @@ def test_labkit_ipvs_renders_proc_text(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out.splitlines()
     assert out[3:] == ["TCP  10.96.0.1:443 rr",
                        "  -> 172.18.0.2:6443              Masq    1      0          0         "]
+
+
+def test_labkit_ipvs_reads_proc_persistence_timeouts_in_jiffies(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text("IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n"
+                    "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+                    "TCP  0A600032:0050 rr persistent 1080000 FFFFFFFF\n")  # 10800 s on a kernel with HZ=100
+    assert ipvs_main(["--proc", str(proc), "--hz", "100"], tmp_path) == 0
+    assert capsys.readouterr().out.splitlines()[3:] == ["TCP  10.96.0.50:80 rr persistent 10800"]
+    assert ipvs_main(["--proc", str(proc)], tmp_path) == 0  # this kernel's HZ, from /proc/timer_list
+    hz = kernel_hz(Path("/proc/timer_list").read_text())
+    assert capsys.readouterr().out.splitlines()[3:] == [f"TCP  10.96.0.50:80 rr persistent {1080000 // hz}"]

@@ -282,6 +282,21 @@ def test_ipvs_table_is_read_from_each_nodes_proc(fake_tools: FakeTools, tmp_path
     assert fake_tools.argvs("docker")[-1] == ["docker", "exec", "labkit-worker", "cat", "/proc/net/ip_vs"]
 
 
+def test_persistent_timeouts_are_read_in_seconds_from_the_jiffies_proc_shows(fake_tools: FakeTools,  # noqa: F811
+                                                                            tmp_path: Path) -> None:
+    info, _ = up(tmp_path / "home")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"clusterIP": "10.96.0.50", "sessionAffinity": "ClientIP",
+                        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                        "ports": [{"port": 80, "protocol": "TCP"}]}}
+    info.kubectl_runner()("apply", "-f", "-", input=yaml.safe_dump(service))
+    table = {(vs.address, vs.port): vs for vs in kind.ipvs_table(info)}
+    assert table[("10.96.0.50", 80)].persistent and table[("10.96.0.50", 80)].timeout == 60  # /proc: 15000
+    assert not table[("10.96.0.1", 443)].persistent
+    assert "TCP  10.96.0.50:80 rr persistent 60" in render_list(list(table.values())).splitlines()
+    assert ["docker", "exec", "labkit-control-plane", "cat", "/proc/timer_list"] in fake_tools.argvs("docker")
+
+
 def test_ipvs_table_of_an_nftables_cluster_says_why_there_is_none(fake_tools: FakeTools,  # noqa: F811
                                                                   tmp_path: Path) -> None:
     info, _ = up(tmp_path / "home", proxy_mode="nftables")
