@@ -150,6 +150,43 @@ def test_workshop_image_installs_runs_debian_packages_kubectl_and_starts_jupyter
     assert (DOCKER / "workshop" / "start.sh").stat().st_mode & 0o111
 
 
+def run_workshop_start(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """docker/workshop/start.sh with fake `labkit` and `jupyter` on PATH (this venv's python writes the copy)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "labkit").write_text("#!/bin/sh\n[ \"$1\" = kubeconfig ] && echo /tmp/kubeconfig; exit 0\n")
+    (bin_dir / "jupyter").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/jupyter-args\n")
+    for tool in ("labkit", "jupyter"):
+        (bin_dir / tool).chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    proc = subprocess.run(["sh", str(DOCKER / "workshop" / "start.sh")], env={**os.environ, "PATH": path, **env},
+                          capture_output=True, text=True, timeout=120)
+    args = (tmp_path / "jupyter-args").read_text().splitlines() if (tmp_path / "jupyter-args").exists() else []
+    return proc, args
+
+
+def test_workshop_image_serves_learners_the_student_build(tmp_path: Path) -> None:
+    from labkit import frontdoor
+
+    proc, args = run_workshop_start(tmp_path, LABKIT_WORK=str(tmp_path / "work"))
+    assert proc.returncode == 0, proc.stderr
+    copy = tmp_path / "work" / "labs"
+    assert f"--ServerApp.root_dir={copy}" in args and "--ip=0.0.0.0" in args
+    student = frontdoor.student_texts(REPO / "labs")
+    assert {p.name for p in copy.iterdir() if not p.name.startswith(".")} == set(student)
+    assert all((copy / name).read_text() == text for name, text in student.items())
+    lab = (REPO / "labs" / "01-clusterip.md").read_text()
+    assert (copy / "01-clusterip.md").read_text() != lab  # the solutions are gone
+    (copy / "01-clusterip.md").write_text("the learner's answer\n")  # a restart keeps the learner's work
+    proc, _ = run_workshop_start(tmp_path, LABKIT_WORK=str(tmp_path / "work"))
+    assert proc.returncode == 0 and "1 kept" in proc.stdout
+    assert (copy / "01-clusterip.md").read_text() == "the learner's answer\n"
+    proc, args = run_workshop_start(tmp_path, LABKIT_LABS="instructor")
+    assert proc.returncode == 0 and f"--ServerApp.root_dir={REPO / 'labs'}" in args
+    proc, _ = run_workshop_start(tmp_path, LABKIT_LABS="solutions")
+    assert proc.returncode == 2 and "student (the default) or instructor" in proc.stderr
+
+
 def test_workshop_dockerfile_documents_its_run_line_with_the_capabilities_it_needs() -> None:
     text = (DOCKER / "workshop" / "Dockerfile").read_text()
     line = re.search(r"#\s+(docker run (?:[^\n\\]|\\\n#)*)", text)
