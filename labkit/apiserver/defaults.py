@@ -118,6 +118,16 @@ def _default_volume(vol: dict) -> None:
         src = vol.get(key)
         if isinstance(src, dict) and src.get("defaultMode") is None:
             src["defaultMode"] = 420
+    # SetDefaults_ObjectFieldSelector for the downward API's items (a volume's, or a projected source's).
+    downward = [vol.get("downwardAPI")]
+    projected = vol.get("projected")
+    if isinstance(projected, dict):
+        downward += [s.get("downwardAPI") for s in _dicts(projected.get("sources"))]
+    for src in downward:
+        for item in _dicts(src.get("items")) if isinstance(src, dict) else []:
+            field_ref = item.get("fieldRef")
+            if isinstance(field_ref, dict) and not field_ref.get("apiVersion"):
+                field_ref["apiVersion"] = "v1"
     hp = vol.get("hostPath")
     if isinstance(hp, dict) and hp.get("type") is None:
         hp["type"] = ""

@@ -268,7 +268,8 @@ class PodWorker:
             rec = self.kl.records.get(container_id(self.uid, name))
             if rec is None or self.sandbox is None:
                 continue
-            st.record, st.ever_ran = rec, True
+            # Its state comes from the record now (running, or terminated until a restart is decided).
+            st.record, st.ever_ran, st.waiting = rec, True, ("", "")
             meta = Path(self.sandbox.pod_dir) / "containers" / f"{name}.json"
             try:
                 doc = json.loads(meta.read_text())

@@ -216,6 +216,8 @@ def resource_field_value(pod: dict[str, Any], ref: dict[str, Any], default_conta
     if value is None and kind == "requests":
         value = (res.get("limits") or {}).get(resource)
     divisor = ref.get("divisor") or "1"
+    if _quantity_value(divisor) == 0:
+        divisor = "1"  # the API stores an unset divisor as the zero Quantity "0"; upstream reads it as 1
     if resource == "cpu":
         millis = cpu_millis(value) if value is not None else int(_node_allocatable("cpu") * 1000)
         return str(math.ceil(millis / max(1, cpu_millis(divisor))))

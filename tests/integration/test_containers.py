@@ -302,11 +302,17 @@ def test_volumes_where_the_spec_says(cluster: Any, namespace: str) -> None:
                                     "volumeMounts": [{"name": "cache", "mountPath": "/data"}]}],
                                    "volumes": [{"name": "cache", "emptyDir": {}},
                                                {"name": "conf", "configMap": {"name": "conf"}},
-                                               {"name": "info", "downwardAPI": {"items": [LABELS_ITEM]}}]}})
+                                               {"name": "info", "downwardAPI": {"items": [
+                                                   LABELS_ITEM, {"path": "cpu", "resourceFieldRef": {
+                                                       "containerName": "writer", "resource": "limits.cpu"}}]}}]}})
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/vols", "--timeout=60s")
     assert wait_for(lambda: sh(cluster, namespace, "vols", "cat /data/f", container="reader").stdout == "shared\n",
                     "the emptyDir shared by both containers")
     assert sh(cluster, namespace, "vols", "cat /etc/podinfo/labels", container="writer").stdout == 'app="v"'
+    # No limit: the node's allocatable CPU in whole cores (the API stored the unset divisor as "0", read as 1).
+    items = pod_json(cluster, namespace, "vols")["spec"]["volumes"][2]["downwardAPI"]["items"]
+    assert items[0]["fieldRef"]["apiVersion"] == "v1" and items[1]["resourceFieldRef"]["divisor"] == "0"
+    assert sh(cluster, namespace, "vols", "cat /etc/podinfo/cpu", container="writer").stdout == str(os.cpu_count())
     layout = sh(cluster, namespace, "vols", "ls -A /etc/conf; readlink /etc/conf/greeting", container="writer")
     assert layout.stdout.split()[-3:] == ["..data", "greeting", "..data/greeting"]
     cluster.kubectl("patch", "configmap", "conf", "-n", namespace, "-p", '{"data": {"greeting": "updated"}}')
@@ -332,6 +338,8 @@ def test_the_cluster_lives_and_dies_as_a_whole(fresh_cluster: Any) -> None:
     prefix = cluster_prefix(home)
     cluster.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=3")
     cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    cluster.kubectl("run", "done", "--image=busybox", "--restart=Never", "--", "true")
+    cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/done", "--timeout=60s")
     pods_before = cluster.kubectl("get", "pods", "-o", "jsonpath={.items[*].metadata.uid}").stdout
     run = home / "run"
     # The node agent restarted alone: the pods keep running (same pods, no restart).
@@ -341,6 +349,12 @@ def test_the_cluster_lives_and_dies_as_a_whole(fresh_cluster: Any) -> None:
     assert cluster.kubectl("get", "pods", "-o", "jsonpath={.items[*].metadata.uid}").stdout == pods_before
     restarts = cluster.kubectl("get", "pods", "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}")
     assert set(restarts.stdout.split()) == {"0"}
+    # A completed pod stays completed (kubelet never moves a pod out of a terminal phase).
+    # (a pod started after the restart is Ready only once the agent has synced the pods it found)
+    sleeper(cluster, "default", "after")
+    done = pod_json(cluster, "default", "done")["status"]
+    assert done["phase"] == "Succeeded"
+    assert done["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     # The supervisor killed: every process of the cluster ends with it; status says what happened.
     os.kill(int((run / "supervisor.pid").read_text()), signal.SIGKILL)
     wait_for(lambda: not cluster_processes(prefix), "every process of the cluster gone")
