@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ REFUSED_CAPS = {
     "CHECKPOINT_RESTORE": "it manipulates processes beyond the pod",
 }
 
+_PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
@@ -243,6 +245,10 @@ def apply(sec: Security) -> None:
     if sec.uid:
         os.setresuid(sec.uid, sec.uid, sec.uid)  # the kernel clears the capabilities of a non-root uid
         mask = 0
+    if sec.groups or sec.gid or sec.uid:
+        # A change of uid or gid clears the parent-death signal (prctl(2)): armed again, or the process would
+        # outlive its zygote and the cluster's supervisor.
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent-death signal")
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = _CapSets(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), _CapData(mask >> 32, mask >> 32, 0))
     _check(libc.capset(ctypes.byref(header), data), "capset")

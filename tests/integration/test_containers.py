@@ -355,6 +355,9 @@ def test_the_cluster_lives_and_dies_as_a_whole(fresh_cluster: Any) -> None:
     done = pod_json(cluster, "default", "done")["status"]
     assert done["phase"] == "Succeeded"
     assert done["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    # A process that changed its uid (runAsUser) ends with the cluster too (the kernel cleared its parent-death
+    # signal at setuid).
+    sleeper(cluster, "default", "nonroot", '--overrides={"spec": {"securityContext": {"runAsUser": 1000}}}')
     # The supervisor killed: every process of the cluster ends with it; status says what happened.
     os.kill(int((run / "supervisor.pid").read_text()), signal.SIGKILL)
     wait_for(lambda: not cluster_processes(prefix), "every process of the cluster gone")
