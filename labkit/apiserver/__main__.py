@@ -61,6 +61,7 @@ async def _listen_in_node(runner: web.AppRunner, ctx: ssl.SSLContext, netns: str
         return
     sock = await asyncio.to_thread(listen_in_netns, netns, host, port, freebind=True)
     await web.SockSite(runner, sock, ssl_context=ctx).start()
+    logging.getLogger("labkit.apiserver").info("Serving securely on %s:%d", host, port)
 
 
 async def serve(home: Path, node_netns: str | None, node_address: str, kubelet_socket: Path | None = None) -> None:
@@ -78,7 +79,10 @@ async def serve(home: Path, node_netns: str | None, node_address: str, kubelet_s
     runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
     await runner.setup()
     ctx = ssl_context(str(pki.server_cert), str(pki.server_key))
-    await web.SockSite(runner, _loopback_socket(home / "apiserver.port"), ssl_context=ctx).start()
+    loopback = _loopback_socket(home / "apiserver.port")
+    await web.SockSite(runner, loopback, ssl_context=ctx).start()
+    # kube-apiserver's first lines in `kubectl logs -n kube-system kube-apiserver-<node>` (secure_serving.go)
+    logging.getLogger("labkit.apiserver").info("Serving securely on 127.0.0.1:%d", loopback.getsockname()[1])
     # Plain HTTP on a 0600 Unix socket for the cluster's own host-side components (their client reads
     # LABKIT_APISERVER_SOCKET): TLS costs them a fifth of their CPU and buys nothing on one host.
     await web.SockSite(runner, unix_socket(home / "apiserver.sock")).start()

@@ -21,12 +21,12 @@ def _pods(cluster: Cluster) -> list[list[str]]:
 
 
 def test_kube_system_lists_kube_proxy_and_the_control_plane(cluster: Cluster) -> None:
-    rows = wait_for(lambda: (r := _pods(cluster)) and all(row[2] == "Running" for row in r) and r,
-                    "every kube-system pod Running")
+    # Running comes before Ready (coredns answers its readiness probe a moment later)
+    rows = wait_for(lambda: (r := _pods(cluster)) and all(row[2] == "Running" and row[1] == "1/1" for row in r) and r,
+                    "every kube-system pod Running and ready")
     names = sorted(row[0] for row in rows)
     assert len(names) == len(SYSTEM_PODS)
     assert all(re.fullmatch(p, n) for p, n in zip(SYSTEM_PODS, names, strict=True)), names
-    assert all(row[1] == "1/1" for row in rows)
 
 
 def test_kube_proxy_logs_say_which_proxier_it_uses(cluster: Cluster) -> None:
@@ -43,6 +43,9 @@ def test_mirror_pod_logs_and_recreation(cluster: Cluster) -> None:
     k = cluster.kubectl
     logs = k("logs", "-n", "kube-system", "kube-controller-manager-labkit-control-plane").stdout
     assert "controller manager running" in logs
+    for component in ("kube-apiserver", "etcd"):  # etcd's store lives in the API server's process
+        logs = k("logs", "-n", "kube-system", f"{component}-labkit-control-plane").stdout
+        assert "Serving securely on 172.18.0.2:6443" in logs
     described = k("describe", "pod", "-n", "kube-system", "kube-apiserver-labkit-control-plane").stdout
     assert "Controlled By:  Node/labkit-control-plane" in described
     assert "kubernetes.io/config.mirror:" in described
