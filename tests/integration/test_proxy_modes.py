@@ -11,7 +11,8 @@ except where kube-proxy's modes really differ; those places are marked `# MODES 
   kube-ipvs0 and KUBE-IPVS-FILTER rejects what is not a Service port, so the ICMP port unreachable comes from the
   ClusterIP itself, also to the node; in nftables mode the address is nowhere, `cluster-ips-check` rejects it on
   the way (from the node's address towards the pod), and the node's own ping fails to send (EPERM).
-- a Service's unused port: both refuse at once (IPVS: KUBE-IPVS-FILTER; nftables: `cluster-ips-check`).
+- a Service's unused port: both refuse (IPVS: KUBE-IPVS-FILTER; nftables: `cluster-ips-check`), the kernel's ICMP
+  refusing the SYN's retransmission ~1 s later (the first ICMP meets the socket still locked by connect()).
 
 Every packet leaves from a pod's or the node's network namespace, never from the host's.
 """
