@@ -19,6 +19,7 @@ Allocation of ClusterIPs and NodePorts is not done here (controllers/ipalloc doe
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from labkit.kinds import ResourceKind
@@ -190,7 +191,37 @@ def _qos_class(spec: dict) -> str:
     return "Guaranteed" if all_guaranteed else "Burstable"
 
 
-def _default_pod(obj: dict) -> None:
+SERVICE_ACCOUNT_VOLUME = "kube-api-access"
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator
+
+
+def _mount_service_account_token(spec: dict) -> None:
+    """ServiceAccount admission's mountServiceAccountToken: every container (and init container) without a
+    mount at the token path gets the `kube-api-access-XXXXX` projected volume, read-only (token, ca.crt from
+    the kube-root-ca.crt ConfigMap, the namespace from the downward API)."""
+    volumes = _dicts(spec.get("volumes"))
+    name = next((v.get("name") for v in volumes if str(v.get("name", "")).startswith(SERVICE_ACCOUNT_VOLUME + "-")),
+                None)
+    has_volume = name is not None
+    name = name or f"{SERVICE_ACCOUNT_VOLUME}-{''.join(random.choices(_NAME_ALPHABET, k=5))}"
+    needed = False
+    for key in ("initContainers", "containers"):
+        for c in _dicts(spec.get(key)):
+            mounts = c.get("volumeMounts") if isinstance(c.get("volumeMounts"), list) else []
+            if any(isinstance(m, dict) and m.get("mountPath") == SERVICE_ACCOUNT_MOUNT_PATH for m in mounts):
+                continue
+            c["volumeMounts"] = [*mounts, {"name": name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]
+            needed = True
+    if needed and not has_volume:
+        spec["volumes"] = [*(spec.get("volumes") or []), {"name": name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                           "fieldPath": "metadata.namespace"}}]}}]}}]
+
+
+def _default_pod(obj: dict, old: dict | None = None) -> None:
     spec = _obj(obj, "spec")
     default_pod_spec(spec)
     if spec.get("enableServiceLinks") is None:
@@ -201,6 +232,8 @@ def _default_pod(obj: dict) -> None:
         spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
     if not spec.get("serviceAccount") and spec.get("serviceAccountName"):
         spec["serviceAccount"] = spec["serviceAccountName"]
+    if old is None and not mirror and spec.get("automountServiceAccountToken") is not False:
+        _mount_service_account_token(spec)
     if spec.get("priority") is None:
         spec["priority"] = 0
     if not spec.get("preemptionPolicy"):
@@ -512,7 +545,7 @@ def apply_defaults(kind: ResourceKind, obj: dict, old: dict | None = None) -> No
     if k == ("", "Service"):
         _default_service(obj, old)
     elif k == ("", "Pod"):
-        _default_pod(obj)
+        _default_pod(obj, old)
     elif k == ("apps", "Deployment"):
         _default_deployment(obj)
     elif k == ("apps", "ReplicaSet"):

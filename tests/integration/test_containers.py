@@ -386,3 +386,25 @@ def test_what_a_deleted_cluster_left_is_reaped(fresh_cluster: Any) -> None:
     assert not cluster_netns(prefix) and not cluster_processes(prefix)
     assert prefix not in Path("/proc/self/mountinfo").read_text()
     assert prefix not in registered()
+
+
+def test_service_account_token_is_the_kube_api_access_projected_volume(cluster: Any, namespace: str) -> None:
+    sleeper(cluster, namespace, "sa")
+    spec = pod_json(cluster, namespace, "sa")["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"].startswith("kube-api-access-")]
+    assert len(volume["name"]) == len("kube-api-access-") + 5
+    assert volume["projected"] == {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": volume["name"], "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+    described = cluster.kubectl("describe", "pod", "-n", namespace, "sa").stdout
+    assert f"/var/run/secrets/kubernetes.io/serviceaccount from {volume['name']} (ro)" in described
+    files = sh(cluster, namespace, "sa", "cd /var/run/secrets/kubernetes.io/serviceaccount && ls && cat namespace")
+    assert files.stdout.split() == ["ca.crt", "namespace", "token", namespace]
+    # automountServiceAccountToken: false leaves the pod without it.
+    sleeper(cluster, namespace, "nosa", '--overrides={"spec": {"automountServiceAccountToken": false}}')
+    assert "volumes" not in pod_json(cluster, namespace, "nosa")["spec"]
+    assert sh(cluster, namespace, "nosa", "ls /var/run/secrets/kubernetes.io", check=False).returncode != 0
