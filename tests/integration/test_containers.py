@@ -238,8 +238,10 @@ def test_cp_round_trips_a_file(cluster: Any, namespace: str, tmp_path: Path) -> 
 
 def test_debug_shares_the_targets_processes(cluster: Any, namespace: str) -> None:
     sleeper(cluster, namespace, "app")
+    # The debugger waits for a line on stdin before it runs ps: kubectl attaches once it sees the container
+    # running, and (as with containerd) what a container printed before the attach is not replayed to it.
     out = cluster.kubectl("debug", "-n", namespace, "app", "-i", "--image=busybox", "--target=app", "--",
-                          "sh", "-c", "ps -e -o pid=,comm=", timeout=120).stdout
+                          "sh", "-c", "read go; ps -e -o pid=,comm=", input="go\n", timeout=120).stdout
     assert re.search(r"^\s*1 sleep$", out, re.M), out  # the target's PID 1, seen from the debug container
     statuses = pod_json(cluster, namespace, "app")["status"]["ephemeralContainerStatuses"]
     assert statuses[0]["name"].startswith("debugger-")
